@@ -1,0 +1,90 @@
+"""The ``grail`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from grail.config import PRESETS, ConfigError, load_config
+from grail.data.examples import DataError
+
+STAGE_HELP = {
+    "run": "the whole pipeline: fine-tune (stage 0), localize (1, 2), unlearn (3), evaluate, report",
+    "finetune": "stage 0 only: the vanilla model that has memorised every set",
+    "localize": "up to stages 1 and 2: importance scores and the OP-UR / OP-RR / frozen masks",
+    "unlearn": "up to stage 3: the unlearned adapter",
+    "evaluate": "everything, then score the vanilla and unlearned models and write results.json and report.md",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grail", description="GRAIL: multi-domain LLM unlearning.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in STAGE_HELP.items():
+        p = commands.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", type=Path, help="YAML config (see README); overrides the preset")
+        p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                       help="start from a preset (default: 'default', the embedded SmolLM2 model)")
+        p.add_argument("--out", type=Path, help="run folder (default: runs/<preset or config name>); "
+                                                "an existing run of the same config resumes")
+        p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+    audit_parser = commands.add_parser("audit", help="check that every frozen entry is bit-identical")
+    audit_parser.add_argument("run", type=Path, help="a finished run folder")
+    return parser
+
+
+def _run_folder(args: argparse.Namespace) -> Path:
+    if args.out is not None:
+        return args.out
+    if args.config is not None:
+        return Path("runs") / args.config.stem
+    return Path("runs") / (args.preset or "default")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "audit":
+        from grail.audit import audit
+
+        try:
+            result = audit(args.run)
+        except (FileNotFoundError, KeyError, ValueError) as err:
+            print(f"grail audit: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps(result, indent=2))
+        print("PASS: every frozen entry is bit-identical" if result["ok"] else
+              f"FAIL: {result['frozen_changed']} frozen entries changed", file=sys.stderr)
+        return 0 if result["ok"] else 1
+
+    from grail.run import Run, RunFolderError
+
+    folder = _run_folder(args)
+    try:
+        explicit = args.config is not None or args.preset is not None
+        config = load_config(args.config, args.preset or "default") if explicit else None
+        if config is None and not (folder / "config.yaml").is_file():
+            config = load_config()
+        run = Run(folder, config, progress=not args.quiet, device=args.device)
+        until = "evaluate" if args.command == "run" else args.command
+        print(f"grail {args.command}: run folder {folder}", file=sys.stderr)
+        document = run.run(until)
+    except (ConfigError, DataError, RunFolderError) as err:
+        print(f"grail {args.command}: {err}", file=sys.stderr)
+        return 2
+    if document is not None:
+        from grail.report import general_table, results_table
+
+        print(results_table(document))
+        print()
+        print(general_table(document))
+        audit_result = document["audit"]
+        print(f"\naudit: {'PASS' if audit_result['ok'] else 'FAIL'} ({audit_result['frozen_changed']} of "
+              f"{audit_result['frozen_entries']} frozen entries changed); report: {folder / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

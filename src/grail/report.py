@@ -1,0 +1,103 @@
+"""results.json (schema in README) and report.md: vanilla vs GRAIL, per domain and averaged."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from grail import __version__, io
+from grail.config import RunConfig
+
+
+def mask_summary(masks: dict[str, dict[str, torch.Tensor]]) -> dict:
+    total = sum(m.numel() for m in masks["frozen"].values())
+    return {"entries": total, **{f"{kind}_fraction": sum(int(m.sum()) for m in by_name.values()) / total
+                                 for kind, by_name in masks.items()}}
+
+
+def results_document(config: RunConfig, evaluations: dict[str, dict], masks: dict, unlearn_log: list[dict],
+                     audit_result: dict, timings: dict) -> dict:
+    return {
+        "grail_version": __version__,
+        "model": config.model.name,
+        "domains": list(next(iter(evaluations.values()))["domains"]),
+        "config_fingerprint": config.fingerprint(),
+        "models": evaluations,
+        "masks": mask_summary(masks),
+        "unlearning": {"epochs": len(unlearn_log), "stop": unlearn_log[-1].get("stop") if unlearn_log else None,
+                       "history": unlearn_log},
+        "audit": audit_result,
+        "timings_s": timings,
+    }
+
+
+def _fmt(value: float | str | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        value = float(value)
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.2e}" if abs(value) >= 1e5 else f"{value:.{digits}f}"
+
+
+def results_table(document: dict) -> str:
+    """Table I's shape: per domain, forget (US, PPL, ROUGE-L) and retain (RS, PPL, ROUGE-L), then HS and Avg."""
+    lines = ["| model | domain | US ↑ | forget PPL ↑ | forget ROUGE-L ↓ | leak % ↓ | RS ↑ | retain PPL ↓ "
+             "| retain ROUGE-L ↑ | retain produced % ↑ | HS ↑ |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for model, scores in document["models"].items():
+        for domain, s in scores["domains"].items():
+            f, r = s["forget"], s["retain"]
+            lines.append(f"| {model} | {domain} | {_fmt(s['US'])} | {_fmt(f['ppl'])} | {_fmt(f['rouge_l'])} "
+                         f"| {_fmt(s.get('leak_rate'))} | {_fmt(s['RS'])} | {_fmt(r['ppl'])} | {_fmt(r['rouge_l'])} "
+                         f"| {_fmt(s.get('retain_produced_rate'))} | {_fmt(s['HS'])} |")
+        a = scores["average"]
+        lines.append(f"| {model} | **avg.** | {_fmt(a['US'])} | | | | {_fmt(a['RS'])} | | | | {_fmt(a['HS'])} |")
+    return "\n".join(lines)
+
+
+def general_table(document: dict) -> str:
+    lines = ["| model | general probe accuracy % | general text PPL |", "|---|---|---|"]
+    for model, scores in document["models"].items():
+        g = scores.get("general")
+        if g:
+            lines.append(f"| {model} | {_fmt(g['probe_accuracy'])} ({g['probe_n']} questions) "
+                         f"| {_fmt(g['general_text_ppl'])} |")
+    return "\n".join(lines)
+
+
+def write_report(path: Path, document: dict) -> None:
+    audit_result = document["audit"]
+    masks = document["masks"]
+    text = f"""# GRAIL run report
+
+Model: `{document['model']}`; domains: {', '.join(document['domains'])}; grail {document['grail_version']}.
+
+## Unlearning and retention (answer tokens, teacher-forced; ROUGE-L of the argmax decode)
+
+{results_table(document)}
+
+US = 100 - forget token accuracy, RS = retain token accuracy, HS = their harmonic mean. Leak % = share of
+forget examples whose sensitive span appears in the greedy generation; retain produced % = the same for retain
+facts.
+
+## General ability ('otherwise' scope)
+
+{general_table(document)}
+
+## Localization and freezing
+
+Trainable entries: {masks['entries']:,}; OP-UR {100 * masks['op_ur_fraction']:.2f} %, OP-RR
+{100 * masks['op_rr_fraction']:.2f} %, frozen F {100 * masks['frozen_fraction']:.2f} %.
+Audit ({audit_result['policy']} policy): {'PASS' if audit_result['ok'] else 'FAIL'} —
+{audit_result['frozen_changed']:,} of {audit_result['frozen_entries']:,} frozen entries changed;
+{audit_result['free_changed']:,} of {audit_result['free_entries']:,} free entries changed.
+
+Unlearning ran {document['unlearning']['epochs']} epoch(s); stop: {document['unlearning']['stop'] or 'budget'}.
+
+Stage times (s): {', '.join(f'{k} {v}' for k, v in document['timings_s'].items())}.
+"""
+    io.write_text(path, text)

@@ -1,0 +1,271 @@
+"""A run folder and the GRAIL pipeline over it: data -> stage 0 -> 1 -> 2 -> 3 -> evaluation -> report.
+
+Every step writes its output atomically and is skipped when its output is already there, so an interrupted
+run resumes where it stopped (training stages also resume mid-stage, from their last finished epoch). A
+folder that holds a run of another config is never written to.
+
+    RUN/config.yaml                 the resolved config
+    RUN/data.jsonl                  the data used, in our JSONL format
+    RUN/adapter_vanilla/            stage 0 (peft format)
+    RUN/importance.safetensors      stage 1: "<domain>/<scope>:<param>" -> importance scores
+    RUN/masks.safetensors           stage 2: "op_ur.<param>", "op_rr.<param>", "frozen.<param>" -> bool masks
+    RUN/adapter_unlearned/          stage 3 (peft format)
+    RUN/evaluations/<model>.json    scores of each model
+    RUN/results.json, RUN/report.md
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from grail import io
+from grail.audit import audit
+from grail.batching import Encoded, encode_all
+from grail.config import ConfigError, RunConfig, build_config
+from grail.data.builtin import builtin_benchmark
+from grail.data.examples import Benchmark
+from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
+from grail.evaluation import evaluate
+from grail.models import cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
+from grail.report import results_document, write_report
+from grail.stages.finetune import finetune
+from grail.stages.gradients import importance
+from grail.stages.localize import flatten_masks, localize, unflatten_masks
+from grail.stages.unlearn import UpdateMasks, unlearn
+
+STAGES = ("finetune", "localize", "unlearn", "evaluate")
+
+
+class RunFolderError(RuntimeError):
+    """The folder cannot hold this run (another config's run, or not a run folder)."""
+
+
+def load_benchmark(config: RunConfig) -> Benchmark:
+    data = config.data
+    if data.source == "builtin":
+        benchmark = builtin_benchmark(config.seed, data.people, data.books)
+    elif data.source == "jsonl":
+        benchmark = load_jsonl(data.path)
+    elif data.source == "knowundo":
+        benchmark = load_knowundo_dir(data.path, data.domains or ["privacy", "copyright"], data.split)
+    else:
+        benchmark = load_knowundo_hub(data.domains or ["privacy", "copyright"], data.split,
+                                      data.path or "zjunlp/KnowUnDo")
+    return benchmark.select(data.domains) if data.domains else benchmark
+
+
+def _config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        path = f"{prefix}{key}"
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            diffs += _config_differences(a[key], b[key], path + ".")
+        elif a.get(key) != b.get(key):
+            diffs.append(f"{path}: {a.get(key)!r} -> {b.get(key)!r}")
+    return diffs
+
+
+class Run:
+    """One run folder. ``Run(folder, config)`` creates or resumes it; ``Run(folder)`` opens an existing one."""
+
+    def __init__(self, folder: str | Path, config: RunConfig | None = None, progress: bool = False,
+                 device: str | None = None, on_epoch_end: Callable[[str, int], None] | None = None) -> None:
+        self.folder = Path(folder)
+        self.progress = progress
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.on_epoch_end = on_epoch_end
+        config_file = self.folder / "config.yaml"
+        if config_file.is_file():
+            stored = build_config(yaml.safe_load(config_file.read_text()), source=str(config_file))
+            if config is not None and config.to_dict() != stored.to_dict():
+                diffs = _config_differences(stored.to_dict(), config.to_dict())
+                raise RunFolderError(f"{self.folder} holds a run of another config ({'; '.join(diffs[:5])}); "
+                                     "choose another --out, or resume it without --config/--preset")
+            self.config = stored
+        elif config is None:
+            raise RunFolderError(f"{self.folder}: not a run folder (no config.yaml)")
+        elif self.folder.exists() and any(self.folder.iterdir()):
+            raise RunFolderError(f"{self.folder} exists and is not a grail run folder; refusing to write into it")
+        else:
+            self.config = config
+            io.write_text(config_file, config.to_yaml())
+        self.timings_file = self.folder / "timings.json"
+
+    # ---- inputs -------------------------------------------------------------------------------------------
+    @cached_property
+    def benchmark(self) -> Benchmark:
+        benchmark = load_benchmark(self.config)
+        if not (self.folder / "data.jsonl").is_file():
+            io.write_text(self.folder / "data.jsonl", benchmark.to_jsonl())
+        return benchmark
+
+    @cached_property
+    def _base(self) -> tuple[nn.Module, object]:
+        torch.manual_seed(self.config.seed)  # LoRA's initialisation
+        base, tokenizer = load_base(self.config.model, self.config.seed)
+        model = make_trainable(base, self.config.model, self.config.finetune.adapter_path)
+        return model.to(self.device), tokenizer
+
+    @property
+    def model(self) -> nn.Module:
+        return self._base[0]
+
+    @property
+    def tokenizer(self):
+        return self._base[1]
+
+    def encoded(self) -> dict[str, dict[str, list[Encoded]]]:
+        """{scope: {domain: encoded examples}}."""
+        m = self.config.model
+        out: dict[str, dict[str, list[Encoded]]] = {"forget": {}, "retain": {}}
+        for domain, scope, examples in self.benchmark.datasets():
+            out[scope][domain] = encode_all(self.tokenizer, examples, m.prompt_format, m.max_length)
+        return out
+
+    def datasets(self) -> dict[str, list[Encoded]]:
+        """{"<domain>/<scope>": encoded examples}, the paper's D_x."""
+        enc = self.encoded()
+        return {f"{d}/{s}": enc[s][d] for d in self.benchmark.domain_names for s in ("forget", "retain")}
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def _record_time(self, step: str, seconds: float) -> None:
+        timings = io.read_json(self.timings_file) if self.timings_file.is_file() else {}
+        timings[step] = round(seconds, 1)
+        io.write_json(self.timings_file, timings)
+
+    def _epoch_hook(self, stage: str):
+        return None if self.on_epoch_end is None else (lambda epoch: self.on_epoch_end(stage, epoch))
+
+    def use_weights(self, name: str) -> nn.Module:
+        """The model with the trainable weights saved in RUN/<name> (e.g. adapter_vanilla)."""
+        load_trainable_state(self.model, self.path(name))
+        return self.model
+
+    # ---- stages -------------------------------------------------------------------------------------------
+    def stage0_vanilla(self) -> None:
+        """The vanilla model: the user's adapter, a cached one of the same config, or fine-tune now."""
+        target = self.path("adapter_vanilla")
+        if target.is_dir():
+            return
+        started = time.time()
+        if self.config.finetune.adapter_path:  # a copy: the user's adapter is never written to
+            with io.staged_dir(target) as tmp:
+                save_trainable(self.model, tmp)
+            return
+        key = self.config.fingerprint("seed", "model", "data", "finetune")
+        cached = cache_dir() / "vanilla" / key
+        if not cached.is_dir():
+            log = finetune(self.model, self.datasets(), self.config.finetune, self.tokenizer.pad_token_id,
+                           self.config.seed, self.path("checkpoints/finetune"), key, self.device, self.progress,
+                           self._epoch_hook("finetune"))
+            with io.staged_dir(self.path("adapter_vanilla.new")) as tmp:
+                save_trainable(self.model, tmp)
+                io.write_json(tmp / "training_log.json", log)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            io.copy_dir(self.path("adapter_vanilla.new"), cached)
+            self.path("adapter_vanilla.new").rename(target)
+            self._record_time("stage0_finetune", time.time() - started)
+        else:
+            io.copy_dir(cached, target)
+            self._record_time("stage0_finetune", 0.0)
+
+    def stage1_gradients(self) -> dict[str, dict[str, torch.Tensor]]:
+        path = self.path("importance.safetensors")
+        if path.is_file():
+            flat = io.load_tensors(path)
+            scores: dict[str, dict[str, torch.Tensor]] = {}
+            for key, value in flat.items():
+                dataset, param = key.split(":", 1)
+                scores.setdefault(dataset, {})[param] = value
+            return scores
+        self.stage0_vanilla()
+        started = time.time()
+        model = self.use_weights("adapter_vanilla")
+        scores = importance(model, self.datasets(), self.config.gradients, len(self.tokenizer),
+                            self.tokenizer.pad_token_id, self.config.seed, self.device, self.progress)
+        io.save_tensors(path, {f"{d}:{p}": t for d, by_param in scores.items() for p, t in by_param.items()},
+                        {"statistic": self.config.gradients.statistic})
+        self._record_time("stage1_gradients", time.time() - started)
+        return scores
+
+    def stage2_masks(self) -> dict[str, dict[str, torch.Tensor]]:
+        path = self.path("masks.safetensors")
+        if path.is_file():
+            return unflatten_masks(io.load_tensors(path))
+        scores = self.stage1_gradients()
+        started = time.time()
+        masks = localize(scores, self.benchmark.domain_names, self.config.localize)
+        io.save_tensors(path, flatten_masks(masks))
+        self._record_time("stage2_localize", time.time() - started)
+        return masks
+
+    def stage3_unlearn(self) -> None:
+        target = self.path("adapter_unlearned")
+        if target.is_dir():
+            return
+        masks = self.stage2_masks()
+        started = time.time()
+        model = self.use_weights("adapter_vanilla")  # a matching checkpoint then overrides these weights
+        cfg = self.config
+        encoded = self.encoded()
+        policy_masks = UpdateMasks.for_policy(masks, cfg.unlearn.policy, cfg.localize.use_op_ur, cfg.localize.use_op_rr)
+
+        def check() -> dict[str, dict[str, float]]:
+            scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
+                              cfg.evaluate.batch_size, self.device)
+            return {d: {"US": s["US"], "RS": s["RS"]} for d, s in scores["domains"].items()}
+
+        log = unlearn(model, encoded["forget"], encoded["retain"], cfg.unlearn, self.tokenizer.pad_token_id,
+                      cfg.seed, policy_masks, check, self.path("checkpoints/unlearn"),
+                      cfg.fingerprint(), self.device, self.progress, self._epoch_hook("unlearn"))
+        with io.staged_dir(target) as tmp:
+            save_trainable(model, tmp)
+            io.write_json(tmp / "training_log.json", log)
+        self._record_time("stage3_unlearn", time.time() - started)
+
+    # ---- evaluation and report ----------------------------------------------------------------------------
+    def evaluate_model(self, name: str) -> dict:
+        """Scores of ``vanilla`` or ``unlearned`` (cached in RUN/evaluations/<name>.json)."""
+        path = self.path(f"evaluations/{name}.json")
+        if path.is_file():
+            return io.read_json(path)
+        started = time.time()
+        cfg = self.config
+        model = self.use_weights(f"adapter_{name}")
+        scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
+                          cfg.evaluate.batch_size, self.device,
+                          cfg.evaluate.max_new_tokens if cfg.evaluate.generate else None,
+                          general=cfg.evaluate.probe, progress=self.progress)
+        io.write_json(path, scores)
+        self._record_time(f"evaluate_{name}", time.time() - started)
+        return io.read_json(path)
+
+    def results(self) -> dict:
+        evaluations = {"vanilla": self.evaluate_model("vanilla"), "grail": self.evaluate_model("unlearned")}
+        unlearn_log = io.read_json(self.path("adapter_unlearned/training_log.json"))
+        document = results_document(self.config, evaluations, self.stage2_masks(), unlearn_log,
+                                    audit(self.folder), io.read_json(self.timings_file))
+        io.write_json(self.path("results.json"), document)
+        write_report(self.path("report.md"), document)
+        return document
+
+    def run(self, until: str = "evaluate") -> dict | None:
+        """Run the pipeline up to and including ``until`` (one of STAGES), skipping what is done."""
+        if until not in STAGES:
+            raise ConfigError(f"unknown stage {until!r}; known: {STAGES}")
+        self.benchmark  # noqa: B018  (load and snapshot the data first: bad input fails before any work)
+        steps = {"finetune": self.stage0_vanilla, "localize": self.stage2_masks, "unlearn": self.stage3_unlearn,
+                 "evaluate": self.results}
+        result = None
+        for stage in STAGES[: STAGES.index(until) + 1]:
+            result = steps[stage]()
+        return result if until == "evaluate" else None

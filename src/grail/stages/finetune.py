@@ -1,0 +1,59 @@
+"""Stage 0: the vanilla model. LoRA fine-tuning on the union of all forget and retain sets until memorised.
+
+Users who bring an already-trained model skip this stage (``finetune.adapter_path``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from grail.batching import Encoded, answer_logits, batches, collate, per_example_loss
+from grail.config import FinetuneConfig
+from grail.metrics import token_accuracy
+from grail.training import Checkpoint, run_epochs
+
+
+def finetune(model: nn.Module, datasets: dict[str, list[Encoded]], config: FinetuneConfig, pad_id: int,
+             seed: int, checkpoint_dir: Path | None = None, fingerprint: str = "", device: str = "cpu",
+             progress: bool = False, on_epoch_end=None) -> list[dict]:
+    """Train the trainable parameters on all datasets; returns the per-epoch log.
+
+    ``datasets`` maps a name (``privacy/forget``) to its encoded examples. Stops early once every dataset's
+    answer-token accuracy during the epoch reaches ``config.stop_at_accuracy``.
+    """
+    names = [name for name, items in datasets.items() for _ in items]
+    items = [item for dataset in datasets.values() for item in dataset]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    def run_epoch(epoch: int, rng: random.Random) -> dict:
+        model.train()
+        hits: dict[str, list[float]] = defaultdict(list)
+        losses = []
+        order = list(batches(items, config.batch_size, rng))
+        for index in tqdm(order, desc=f"stage 0: fine-tune, epoch {epoch + 1}", disable=not progress, leave=False):
+            batch = collate([items[i] for i in index], pad_id).to(device)
+            logits = answer_logits(model, batch)
+            loss = per_example_loss(logits, batch).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            for i, acc in zip(index, token_accuracy(logits.detach(), batch.targets, batch.answer_mask).tolist()):
+                hits[names[i]].append(100.0 * acc)
+        return {"loss": mean(losses), "train_accuracy": {name: mean(v) for name, v in hits.items()}}
+
+    def should_stop(epoch: int, log: dict) -> str | None:
+        if min(log["train_accuracy"].values()) >= config.stop_at_accuracy:
+            return f"every set memorised (>= {config.stop_at_accuracy}% answer-token accuracy)"
+        return None
+
+    return run_epochs(model, optimizer, config.epochs, seed, run_epoch, should_stop,
+                      Checkpoint(checkpoint_dir, fingerprint), on_epoch_end)

@@ -1,0 +1,161 @@
+"""Stage 3: unlearning (Algorithm 1). Ascent on forget examples, descent on retain examples, F frozen exactly.
+
+Each step takes half its batch from the forget examples and half from the retain examples of all domains
+(per domain, forget and retain are first truncated to the smaller count, as in the reference code):
+
+    loss = - forget_weight * mean CE(forget) + retain_weight * mean CE(retain)
+
+Masking policies:
+- ``paper``: every update is multiplied by not-F.
+- ``per-objective`` (authors' code): OP-UR is zeroed in the forget gradient, OP-RR in the retain gradient.
+
+Frozen means bit-identical. Zeroing gradients is not enough with AdamW: its decoupled weight decay moves every
+entry. So the optimizer runs without weight decay and the decay is applied here, masked; an entry whose
+gradient is always zero keeps zero Adam moments, so Adam's update there is exactly zero too.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from grail.batching import Encoded, example_losses
+from grail.config import UnlearnConfig
+from grail.models import trainable_parameters
+from grail.training import Checkpoint, run_epochs
+
+
+@dataclass
+class UpdateMasks:
+    """Per trainable tensor: which entries each objective's gradient may move (True = may move)."""
+
+    forget: dict[str, torch.Tensor]
+    retain: dict[str, torch.Tensor]
+
+    @classmethod
+    def for_policy(cls, masks: dict[str, dict[str, torch.Tensor]] | None, policy: str,
+                   use_op_ur: bool = True, use_op_rr: bool = True) -> UpdateMasks | None:
+        """``masks`` as stage 2 returns them; None (no masks) lets everything move (plain GA + GD)."""
+        if masks is None:
+            return None
+        if policy == "paper":
+            keep = {name: ~frozen for name, frozen in masks["frozen"].items()}
+            return cls(keep, keep)
+        none = {name: torch.zeros_like(m) for name, m in masks["frozen"].items()}
+        op_ur = masks["op_ur"] if use_op_ur else none
+        op_rr = masks["op_rr"] if use_op_rr else none
+        return cls({n: ~m for n, m in op_ur.items()}, {n: ~m for n, m in op_rr.items()})
+
+    def never_moving(self) -> dict[str, torch.Tensor]:
+        """Entries no objective may move: these stay bit-identical (F under ``paper``)."""
+        return {name: ~(self.forget[name] | self.retain[name]) for name in self.forget}
+
+
+def balanced_pools(forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]],
+                   seed: int) -> tuple[list[Encoded], list[Encoded]]:
+    """All domains' forget and retain examples, each domain's two sets truncated to the smaller size."""
+    rng = random.Random(seed)
+    forget_pool, retain_pool = [], []
+    for domain in forget:
+        n = min(len(forget[domain]), len(retain[domain]))
+        forget_pool += rng.sample(forget[domain], n)
+        retain_pool += rng.sample(retain[domain], n)
+    return forget_pool, retain_pool
+
+
+def _mask_grads(params: dict[str, nn.Parameter], keep: dict[str, torch.Tensor]) -> None:
+    for name, param in params.items():
+        if param.grad is not None:
+            param.grad.masked_fill_(~keep[name], 0.0)  # masked_fill: a NaN or inf gradient is zeroed too
+
+
+def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]],
+            config: UnlearnConfig, pad_id: int, seed: int, masks: UpdateMasks | None,
+            check: Callable[[], dict[str, dict[str, float]]] | None = None,
+            checkpoint_dir: Path | None = None, fingerprint: str = "", device: str = "cpu",
+            progress: bool = False, on_epoch_end=None) -> list[dict]:
+    """Run stage 3 in place on ``model``; returns the per-epoch log.
+
+    ``forget`` / ``retain`` map each domain to its encoded examples. ``check`` scores the model after each
+    epoch ({domain: {"US": .., "RS": ..}}) for early stopping: stop once every domain's US reaches
+    ``config.target_us``; stop and go back one epoch if a domain's RS fell ``divergence_rs_drop`` points below
+    its value before unlearning.
+    """
+    params = trainable_parameters(model)
+    # Decay is applied by hand (masked), so AdamW itself must not decay.
+    optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)
+    decay_keep = None if masks is None else {n: (masks.forget[n] | masks.retain[n]) for n in params}
+    forget_pool, retain_pool = balanced_pools(forget, retain, seed)
+    half = config.batch_size // 2
+    start_scores = check() if check is not None else None
+    previous: dict[str, torch.Tensor] = {}
+
+    def step(forget_items: list[Encoded], retain_items: list[Encoded]) -> tuple[float, float]:
+        forget_loss = example_losses(model, forget_items, pad_id, device).mean()
+        retain_loss = example_losses(model, retain_items, pad_id, device).mean()
+        if masks is None or masks.forget is masks.retain:
+            (-config.forget_weight * forget_loss + config.retain_weight * retain_loss).backward()
+            if masks is not None:
+                _mask_grads(params, masks.forget)
+        else:  # per-objective: each objective's gradient gets its own mask before they are summed
+            (-config.forget_weight * forget_loss).backward()
+            _mask_grads(params, masks.forget)
+            forget_grads = {n: p.grad.clone() for n, p in params.items()}
+            for p in params.values():
+                p.grad = None
+            (config.retain_weight * retain_loss).backward()
+            _mask_grads(params, masks.retain)
+            for n, p in params.items():
+                p.grad += forget_grads[n]
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(list(params.values()), config.max_grad_norm)
+        if config.weight_decay:
+            with torch.no_grad():
+                for n, p in params.items():
+                    factor = config.lr * config.weight_decay
+                    if decay_keep is None:
+                        p.mul_(1 - factor)
+                    else:
+                        p.sub_(p * decay_keep[n], alpha=factor)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return forget_loss.item(), retain_loss.item()
+
+    def run_epoch(epoch: int, rng: random.Random) -> dict:
+        model.train()
+        previous.update({n: p.detach().clone() for n, p in params.items()})
+        forget_order, retain_order = rng.sample(forget_pool, len(forget_pool)), rng.sample(retain_pool, len(retain_pool))
+        losses = []
+        steps = range(0, len(forget_order), half)
+        for i in tqdm(steps, desc=f"stage 3: unlearn, epoch {epoch + 1}", disable=not progress, leave=False):
+            losses.append(step(forget_order[i:i + half], retain_order[i:i + half]))
+        log = {"forget_loss": mean(f for f, _ in losses), "retain_loss": mean(r for _, r in losses)}
+        if check is not None:
+            log["scores"] = check()
+        return log
+
+    def should_stop(epoch: int, log: dict) -> str | None:
+        scores = log.get("scores")
+        if scores is None:
+            return None
+        for domain, s in scores.items():
+            if start_scores[domain]["RS"] - s["RS"] > config.divergence_rs_drop:
+                with torch.no_grad():
+                    for n, p in params.items():
+                        p.copy_(previous[n])
+                log["reverted"] = True
+                return f"diverged: {domain} RS fell from {start_scores[domain]['RS']:.1f} to {s['RS']:.1f}; " \
+                       f"kept the weights of the epoch before"
+        if config.target_us is not None and all(s["US"] >= config.target_us for s in scores.values()):
+            return f"target met: US >= {config.target_us} in every domain"
+        return None
+
+    return run_epochs(model, optimizer, config.epochs, seed, run_epoch, should_stop,
+                      Checkpoint(checkpoint_dir, fingerprint), on_epoch_end)

@@ -1,0 +1,87 @@
+"""What stage 0 (fine-tuning) and stage 3 (unlearning) share: the epoch loop with resumable checkpoints.
+
+An epoch's data order depends only on (seed, epoch), and a checkpoint holds the trainable weights, the
+optimizer state and the RNG state after each epoch, so a run interrupted at any point and resumed gives the
+same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from grail.models import trainable_parameters
+
+EpochFn = Callable[[int, random.Random], dict[str, Any]]
+"""Runs one epoch (given its index and its data-order RNG) and returns what to log for it."""
+StopFn = Callable[[int, dict[str, Any]], str | None]
+"""Looks at an epoch's log and returns a reason to stop, or None to go on."""
+
+
+def epoch_rng(seed: int, epoch: int) -> random.Random:
+    return random.Random(seed * 1_000_003 + epoch)
+
+
+class Checkpoint:
+    """The state after the last finished epoch, in ``folder/state.pt``, tagged with the config fingerprint."""
+
+    def __init__(self, folder: Path | None, fingerprint: str) -> None:
+        self.path = None if folder is None else Path(folder) / "state.pt"
+        self.fingerprint = fingerprint
+
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
+        if self.path is None:
+            return
+        state = {
+            "fingerprint": self.fingerprint,
+            "epoch": epoch,
+            "history": history,
+            "trainable": {k: v.detach().clone() for k, v in trainable_parameters(model).items()},
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+        """Restore the saved state; returns (next epoch, history). A checkpoint of another config is ignored."""
+        if self.path is None or not self.path.is_file():
+            return 0, []
+        state = torch.load(self.path, weights_only=False)
+        if state["fingerprint"] != self.fingerprint:
+            return 0, []
+        with torch.no_grad():
+            for name, param in trainable_parameters(model).items():
+                param.copy_(state["trainable"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        return state["epoch"] + 1, state["history"]
+
+
+def run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, epochs: int, seed: int, run_epoch: EpochFn,
+               should_stop: StopFn, checkpoint: Checkpoint,
+               on_epoch_end: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Run (or resume) up to ``epochs`` epochs, stopping early when ``should_stop`` gives a reason."""
+    start, history = checkpoint.load(model, optimizer)
+    if history and history[-1].get("stop"):
+        return history
+    for epoch in range(start, epochs):
+        log = {"epoch": epoch, **run_epoch(epoch, epoch_rng(seed, epoch))}
+        reason = should_stop(epoch, log)
+        if reason:
+            log["stop"] = reason
+        history.append(log)
+        checkpoint.save(model, optimizer, epoch, history)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+        if reason:
+            break
+    return history
