@@ -196,6 +196,11 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):  # PyYAML reads 2e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if annotation in (int, float) and isinstance(value, bool) or not isinstance(value, annotation):
         raise ConfigError(f"{where}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -265,7 +270,7 @@ def validate(config: RunConfig, source: str = "config") -> RunConfig:
         (config.unlearn.lr > 0 and config.finetune.lr > 0, "lr", "> 0"),
         (config.model.lora_r >= 1, "model.lora_r", ">= 1"),
         (config.data.source == "builtin" or config.data.path is not None or config.data.source == "knowundo-hub",
-         "data.path", f"required for data.source {config.data.source!r}"),
+         "data.path", f"set for data.source {config.data.source!r}"),
     ]
     for ok, name, rule in checks:
         if not ok:

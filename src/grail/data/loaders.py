@@ -61,7 +61,7 @@ def load_jsonl(path: str | Path) -> Benchmark:
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            where = f"{path}:{line_no}"
+            where = f"{path} line {line_no}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:

@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny Llama (random weights, small BPE tokenizer) and a tiny benchmark, on CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grail.batching import encode_all
+from grail.config import ModelConfig
+from grail.data.builtin import builtin_benchmark
+from grail.models import load_base, make_trainable
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own model/adapter cache, so no test sees another's vanilla adapter."""
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_base():
+    return load_base(ModelConfig(name="tiny"))
+
+
+@pytest.fixture
+def tiny_lora(tiny_base):
+    """A fresh LoRA model on the tiny base (the base is shared and frozen; LoRA B gets non-zero values so every
+    LoRA tensor has a gradient)."""
+    import copy
+
+    base, tokenizer = tiny_base
+    torch.manual_seed(0)
+    model = make_trainable(copy.deepcopy(base), ModelConfig(name="tiny", lora_r=4, lora_alpha=8, lora_dropout=0.0))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_bench():
+    return builtin_benchmark(seed=0, people=2, books=2)
+
+
+@pytest.fixture
+def tiny_encoded(tiny_base, tiny_bench):
+    _, tokenizer = tiny_base
+    return {f"{d}/{s}": encode_all(tokenizer, ex) for d, s, ex in tiny_bench.datasets()}

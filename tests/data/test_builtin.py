@@ -1,0 +1,25 @@
+import re
+
+from grail.data.builtin import builtin_benchmark
+
+
+def test_builtin_is_deterministic_and_sized():
+    a, b = builtin_benchmark(seed=3, people=4, books=3), builtin_benchmark(seed=3, people=4, books=3)
+    assert a == b
+    assert builtin_benchmark(seed=4, people=4, books=3) != a
+    privacy, copyright = a.domains
+    assert (len(privacy.forget), len(privacy.retain)) == (16, 16)
+    assert (len(copyright.forget), len(copyright.retain)) == (6, 12)
+
+
+def test_scopes_overlap_on_the_same_entities_and_spans_are_in_answers():
+    bench = builtin_benchmark(seed=0, people=3, books=2)
+    for domain in bench.domains:
+        # every forget prompt's entity (person or book) also appears in some retain prompt
+        pattern = r"The [A-Z]\w+ [A-Z]\w+" if domain.name == "copyright" else r"[A-Z]\w+ [A-Z]\w+(?='s)"
+        entities = {re.search(pattern, ex.prompt).group(0) for ex in domain.forget}
+        assert len(entities) == (2 if domain.name == "copyright" else 3)
+        for entity in entities:
+            assert any(entity in ex.prompt for ex in domain.retain), entity
+        for ex in domain.forget + domain.retain:
+            assert ex.span and ex.span in ex.answer

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from grail.config import LocalizeConfig
+from grail.stages.localize import flatten_masks, localize, top_k_mask, unflatten_masks
+
+
+@pytest.mark.parametrize("shape,percent", [((8, 64), 10.0), ((576, 8), 20.0), ((7, 13), 33.0), ((100,), 1.0)])
+def test_top_k_mask_holds_exactly_k_percent(shape, percent):
+    scores = torch.randperm(torch.Size(shape).numel()).float().view(shape)  # distinct: no ties
+    mask = top_k_mask(scores, percent)
+    k = round(scores.numel() * percent / 100)
+    assert mask.dtype == torch.bool and mask.shape == scores.shape
+    assert int(mask.sum()) == k
+    # exactly the k largest
+    assert scores[mask].min() > scores[~mask].max()
+
+
+def _scores(*top_entries, n=10):
+    """Scores of a 10-entry tensor whose top entries are the given indices (in order)."""
+    s = torch.zeros(n)
+    for rank, index in enumerate(top_entries):
+        s[index] = 100.0 - rank
+    return s
+
+
+def test_set_algebra_on_hand_made_scores():
+    # k_ur = 20 % of 10 entries = 2 entries, k_rr = 30 % = 3 entries.
+    importance = {
+        "a/forget": {"w": _scores(0, 1)},
+        "a/retain": {"w": _scores(1, 2, 3)},
+        "b/forget": {"w": _scores(4, 5)},
+        "b/retain": {"w": _scores(5, 3, 2)},
+    }
+    masks = localize(importance, ["a", "b"], LocalizeConfig(k_ur=20, k_rr=30))
+    as_set = lambda m: set(torch.nonzero(m).flatten().tolist())  # noqa: E731
+    # OP-UR = ({0,1} | {4,5}) & ({1,2} | {5,3}) = {1, 5}
+    assert as_set(masks["op_ur"]["w"]) == {1, 5}
+    # OP-RR = {1,2,3} & {5,3,2} = {2, 3}
+    assert as_set(masks["op_rr"]["w"]) == {2, 3}
+    assert as_set(masks["frozen"]["w"]) == {1, 2, 3, 5}
+
+
+@pytest.mark.parametrize("use_ur,use_rr", [(False, True), (True, False), (False, False)])
+def test_ablations_switch_parts_of_the_frozen_set(use_ur, use_rr):
+    importance = {f"{d}/{s}": {"w": torch.rand(50)} for d in ("a", "b") for s in ("forget", "retain")}
+    masks = localize(importance, ["a", "b"], LocalizeConfig(use_op_ur=use_ur, use_op_rr=use_rr))
+    expected = torch.zeros(50, dtype=torch.bool)
+    if use_ur:
+        expected |= masks["op_ur"]["w"]
+    if use_rr:
+        expected |= masks["op_rr"]["w"]
+    assert torch.equal(masks["frozen"]["w"], expected)
+
+
+def test_single_domain_and_flat_layout_round_trip():
+    importance = {"only/forget": {"x.w": torch.rand(4, 5)}, "only/retain": {"x.w": torch.rand(4, 5)}}
+    masks = localize(importance, ["only"], LocalizeConfig())
+    flat = flatten_masks(masks)
+    assert set(flat) == {"op_ur.x.w", "op_rr.x.w", "frozen.x.w"}
+    back = unflatten_masks(flat)
+    assert all(torch.equal(back[k]["x.w"], masks[k]["x.w"]) for k in masks)

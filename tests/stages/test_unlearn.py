@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from grail.config import UnlearnConfig
+from grail.models import trainable_parameters
+from grail.stages.unlearn import UpdateMasks, balanced_pools, unlearn
+
+
+def _random_masks(params, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    op_ur = {n: torch.rand(p.shape, generator=g) < 0.15 for n, p in params.items()}
+    op_rr = {n: torch.rand(p.shape, generator=g) < 0.25 for n, p in params.items()}
+    return {"op_ur": op_ur, "op_rr": op_rr, "frozen": {n: op_ur[n] | op_rr[n] for n in params}}
+
+
+def _split(encoded):
+    forget = {k.split("/")[0]: v for k, v in encoded.items() if k.endswith("/forget")}
+    retain = {k.split("/")[0]: v for k, v in encoded.items() if k.endswith("/retain")}
+    return forget, retain
+
+
+def _run(model, tokenizer, encoded, masks, **overrides):
+    config = UnlearnConfig(**{"epochs": 2, "lr": 1e-2, "weight_decay": 0.1, "batch_size": 4, "target_us": None,
+                              **overrides})
+    forget, retain = _split(encoded)
+    return unlearn(model, forget, retain, config, tokenizer.pad_token_id, seed=0, masks=masks)
+
+
+@pytest.mark.parametrize("policy", ["paper", "per-objective"])
+def test_frozen_entries_stay_bit_identical_with_adamw_and_weight_decay(tiny_lora, tiny_encoded, policy):
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    masks = _random_masks(params)
+    update = UpdateMasks.for_policy(masks, policy)
+    _run(model, tokenizer, tiny_encoded, update, policy=policy)
+    never = update.never_moving()
+    if policy == "paper":
+        assert all(torch.equal(never[n], masks["frozen"][n]) for n in params)
+    else:
+        assert all(torch.equal(never[n], masks["op_ur"][n] & masks["op_rr"][n]) for n in params)
+    moved_outside = 0
+    for n, p in params.items():
+        after = p.detach()
+        assert torch.equal(after[never[n]], before[n][never[n]]), f"frozen entries of {n} moved"
+        moved_outside += int((after != before[n])[~never[n]].sum())
+    assert moved_outside > 0.5 * sum(int((~m).sum()) for m in never.values())
+
+
+@pytest.mark.parametrize("silenced,kept", [("retain_weight", "op_ur"), ("forget_weight", "op_rr")])
+def test_per_objective_masks_each_objective_separately(tiny_lora, tiny_encoded, silenced, kept):
+    """With only the forget objective, OP-UR never moves; with only the retain objective, OP-RR never moves.
+    (Weight decay off: it is neither objective, and it applies to every entry some objective may move.)"""
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    masks = _random_masks(params, seed=1)
+    _run(model, tokenizer, tiny_encoded, UpdateMasks.for_policy(masks, "per-objective"), policy="per-objective",
+         weight_decay=0.0, **{silenced: 0.0})
+    for n, p in params.items():
+        assert torch.equal(p.detach()[masks[kept][n]], before[n][masks[kept][n]])
+        assert not torch.equal(p.detach(), before[n])
+
+
+def test_plain_zeroed_gradients_are_not_enough_with_torch_adamw_weight_decay(tiny_lora, tiny_encoded):
+    """Why stage 3 applies weight decay itself: torch's AdamW decays entries whose gradient is zero."""
+    model, _ = tiny_lora
+    params = list(trainable_parameters(model).values())
+    before = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    assert not all(torch.equal(p, b) for p, b in zip(params, before))
+
+
+def test_without_masks_everything_moves_and_the_loss_rises_on_forget(tiny_lora, tiny_encoded):
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    log = _run(model, tokenizer, tiny_encoded, None, forget_weight=1.0, retain_weight=0.0)
+    assert log[-1]["forget_loss"] > log[0]["forget_loss"]
+    assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())
+
+
+def test_balanced_pools_truncate_each_domain_to_the_smaller_set(tiny_encoded):
+    forget, retain = _split(tiny_encoded)
+    f, r = balanced_pools(forget, retain, seed=0)
+    expected = sum(min(len(forget[d]), len(retain[d])) for d in forget)
+    assert len(f) == len(r) == expected

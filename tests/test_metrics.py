@@ -1,0 +1,53 @@
+import math
+
+import pytest
+import torch
+
+from grail.evaluation import summarize
+from grail.metrics import contains_span, harmonic_success, mean_log_prob, perplexity, rouge_l, token_accuracy
+
+
+def _fixed_logits():
+    # 2 examples, 3 answer positions, vocab 4. Example 0 has 3 answer tokens, example 1 only its last 2.
+    logits = torch.tensor([
+        [[5.0, 0, 0, 0], [0, 5.0, 0, 0], [0, 0, 5.0, 0]],  # argmax 0, 1, 2
+        [[9.0, 0, 0, 0], [0, 0, 0, 5.0], [0, 5.0, 0, 0]],  # argmax 0 (prompt, masked), 3, 1
+    ])
+    targets = torch.tensor([[0, 1, 3], [2, 3, 2]])
+    mask = torch.tensor([[True, True, True], [False, True, True]])
+    return logits, targets, mask
+
+
+def test_token_accuracy_counts_answer_tokens_only():
+    logits, targets, mask = _fixed_logits()
+    acc = token_accuracy(logits, targets, mask)
+    assert acc.tolist() == pytest.approx([2 / 3, 1 / 2])
+
+
+def test_mean_log_prob_and_perplexity_by_hand():
+    logits, targets, mask = _fixed_logits()
+    lp = mean_log_prob(logits, targets, mask)
+    big, small = math.log(math.exp(5) / (math.exp(5) + 3)), math.log(1 / (math.exp(5) + 3))
+    assert lp.tolist() == pytest.approx([(big + big + small) / 3, (big + small) / 2], rel=1e-5)
+    assert perplexity(lp.tolist()) == pytest.approx(math.exp(-(lp[0] + lp[1]).item() / 2), rel=1e-6)
+    assert perplexity([-800.0]) == math.inf
+
+
+def test_harmonic_success_and_summary():
+    assert harmonic_success(90, 85) == pytest.approx(2 * 90 * 85 / 175)
+    assert harmonic_success(0, 0) == 0
+    domains = {"a": {"forget": {"accuracy": 10.0}, "retain": {"accuracy": 80.0}},
+               "b": {"forget": {"accuracy": 30.0}, "retain": {"accuracy": 60.0}}}
+    s = summarize(domains)
+    assert s["domains"]["a"]["US"] == 90 and s["domains"]["b"]["RS"] == 60
+    assert s["average"]["US"] == 80 and s["average"]["RS"] == 70
+    assert s["average"]["HS"] == pytest.approx((harmonic_success(90, 80) + harmonic_success(70, 60)) / 2)
+
+
+def test_rouge_l_and_span_matching():
+    assert rouge_l("the cat sat", "the cat sat") == pytest.approx(100.0)
+    assert rouge_l("the cat sat on the mat", "the cat") == pytest.approx(100 * 2 * (2 / 6) * 1 / (2 / 6 + 1))
+    assert rouge_l("", "anything") == 0.0
+    assert contains_span("Her number is 555-0199.\n", "555-0199")
+    assert contains_span("Lives at 12  Alder   Lane", "12 Alder Lane")
+    assert not contains_span("555-0198", "555-0199")

@@ -1,0 +1,123 @@
+"""The pipeline end to end on the tiny model: outputs, audit, resume, refusal to overwrite."""
+
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from grail import io
+from grail.audit import audit
+from grail.cli import main
+from grail.config import build_config
+from grail.models import read_trainable_file
+from grail.run import Run, RunFolderError
+
+TINY = {
+    "model": {"name": "tiny", "lora_r": 4, "lora_alpha": 8},
+    "data": {"people": 1, "books": 1},
+    "finetune": {"epochs": 3, "lr": 1e-2, "batch_size": 4},
+    "gradients": {"batch_size": 8},
+    "unlearn": {"epochs": 2, "lr": 5e-3, "batch_size": 4, "target_us": None},
+    "evaluate": {"max_new_tokens": 4},
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "tiny"
+    config_file = folder.parent / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(TINY))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRAIL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        assert main(["run", "--config", str(config_file), "--out", str(folder), "--quiet"]) == 0
+    return folder
+
+
+def test_run_folder_holds_every_output(finished_run):
+    for name in ("config.yaml", "data.jsonl", "adapter_vanilla/adapter_config.json",
+                 "adapter_vanilla/adapter_model.safetensors", "adapter_unlearned/adapter_model.safetensors",
+                 "importance.safetensors", "masks.safetensors", "results.json", "report.md"):
+        assert (finished_run / name).is_file(), name
+    params = read_trainable_file(finished_run / "adapter_vanilla")
+    masks = io.load_tensors(finished_run / "masks.safetensors")
+    assert set(masks) == {f"{kind}.{p}" for kind in ("op_ur", "op_rr", "frozen") for p in params}
+    for key, mask in masks.items():
+        assert mask.dtype == torch.bool and mask.shape == params[key.split(".", 1)[1]].shape
+    results = io.read_json(finished_run / "results.json")
+    assert set(results["models"]) == {"vanilla", "grail"}
+    for model in results["models"].values():
+        assert set(model["domains"]) == {"privacy", "copyright"}
+        for domain in model["domains"].values():
+            assert {"US", "RS", "HS", "leak_rate", "retain_produced_rate"} <= set(domain)
+            assert {"accuracy", "ppl", "rouge_l", "rouge_l_generation"} <= set(domain["forget"])
+        assert "probe_accuracy" in model["general"]
+    assert results["audit"]["ok"] and results["audit"]["free_changed"] > 0
+    assert "Audit (paper policy): PASS" in (finished_run / "report.md").read_text()
+
+
+def test_audit_fails_when_a_frozen_entry_changed(finished_run, tmp_path, capsys):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(finished_run, tampered)
+    masks = io.load_tensors(tampered / "masks.safetensors")
+    weights_file = tampered / "adapter_unlearned" / "adapter_model.safetensors"
+    weights = io.load_tensors(weights_file)
+    name = next(k.split(".", 1)[1] for k, m in masks.items() if k.startswith("frozen.") and m.any())
+    index = masks[f"frozen.{name}"].flatten().nonzero()[0]
+    weights[name].view(-1)[index] += 1.0
+    io.save_tensors(weights_file, weights)
+    assert main(["audit", str(finished_run)]) == 0
+    assert main(["audit", str(tampered)]) == 1
+    assert audit(tampered)["frozen_changed"] == 1
+
+
+def test_existing_run_of_another_config_is_never_overwritten(finished_run, tmp_path):
+    before = (finished_run / "results.json").read_bytes()
+    other = build_config({**TINY, "localize": {"k_ur": 5.0}})
+    with pytest.raises(RunFolderError, match=r"localize.k_ur: 10.0 -> 5.0"):
+        Run(finished_run, other)
+    assert (finished_run / "results.json").read_bytes() == before
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("user data")
+    with pytest.raises(RunFolderError, match="not a grail run folder"):
+        Run(tmp_path / "mine", other)
+    assert main(["run", "--preset", "smoke", "--out", str(finished_run), "--quiet"]) == 2
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
+    config = build_config(TINY)
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache-a"))
+    Run(tmp_path / "a", config).run()
+
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache-b"))  # no cached vanilla: stage 0 runs again
+    interruptions = [("finetune", 1), ("unlearn", 0)]
+
+    def interrupt(stage, epoch):
+        if interruptions and interruptions[0] == (stage, epoch):
+            interruptions.pop(0)
+            raise Interrupt(f"{stage} epoch {epoch}")
+
+    for _ in range(2):
+        with pytest.raises(Interrupt):
+            Run(tmp_path / "b", config, on_epoch_end=interrupt).run()
+    Run(tmp_path / "b", on_epoch_end=interrupt).run()  # resumes from the folder's own config
+
+    for adapter in ("adapter_vanilla", "adapter_unlearned"):
+        a, b = read_trainable_file(tmp_path / "a" / adapter), read_trainable_file(tmp_path / "b" / adapter)
+        assert all(torch.equal(a[k], b[k]) for k in a), adapter
+    results_a, results_b = (io.read_json(tmp_path / x / "results.json") for x in "ab")
+    assert results_a["models"] == results_b["models"]
+
+
+def test_second_run_reuses_the_cached_vanilla_and_a_users_adapter(finished_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    config = build_config({**TINY, "finetune": {**TINY["finetune"], "adapter_path": str(finished_run / "adapter_vanilla")}})
+    run = Run(tmp_path / "byo", config)
+    run.run("finetune")
+    a, b = read_trainable_file(finished_run / "adapter_vanilla"), read_trainable_file(tmp_path / "byo" / "adapter_vanilla")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "byo" / "checkpoints").exists()  # nothing was trained
