@@ -115,9 +115,11 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
 
 def test_second_run_reuses_the_cached_vanilla_and_a_users_adapter(finished_run, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
-    config = build_config({**TINY, "finetune": {**TINY["finetune"], "adapter_path": str(finished_run / "adapter_vanilla")}})
+    byo = str(finished_run / "adapter_vanilla")
+    config = build_config({**TINY, "finetune": {**TINY["finetune"], "adapter_path": byo}})
     run = Run(tmp_path / "byo", config)
     run.run("finetune")
-    a, b = read_trainable_file(finished_run / "adapter_vanilla"), read_trainable_file(tmp_path / "byo" / "adapter_vanilla")
+    a = read_trainable_file(finished_run / "adapter_vanilla")
+    b = read_trainable_file(tmp_path / "byo" / "adapter_vanilla")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "byo" / "checkpoints").exists()  # nothing was trained

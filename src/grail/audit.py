@@ -19,7 +19,8 @@ _SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64
 def bits_changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     """Entry-wise "the bits differ" (so -0.0 vs 0.0 and NaN payloads count as changes, NaN == NaN does not)."""
     if before.shape != after.shape or before.dtype != after.dtype:
-        raise ValueError(f"shape or dtype differ: {tuple(before.shape)} {before.dtype} vs {tuple(after.shape)} {after.dtype}")
+        raise ValueError(f"shape or dtype differ: {tuple(before.shape)} {before.dtype} "
+                         f"vs {tuple(after.shape)} {after.dtype}")
     as_int = _SAME_SIZE_INT[before.element_size()]
     return before.contiguous().view(as_int) != after.contiguous().view(as_int)
 

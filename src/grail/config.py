@@ -65,9 +65,10 @@ class DataConfig:
 class FinetuneConfig:
     """Stage 0: LoRA fine-tuning on the union of all sets until the model has memorised them."""
 
-    epochs: int = 20
+    epochs: int = 12
     lr: float = 3e-3
-    batch_size: int = 8
+    """Peak learning rate, decayed linearly to zero over the epochs."""
+    batch_size: int = 4
     weight_decay: float = 0.0
     stop_at_accuracy: float = 99.0
     """Stop early once every set's answer-token accuracy (%) reaches this (checked after each epoch)."""
@@ -116,10 +117,13 @@ class UnlearnConfig:
     """Examples per step, half forget and half retain."""
     epochs: int = 6
     target_us: float | None = 90.0
-    """Stop once every domain's Unlearning Success (%) reaches this (checked after each epoch); None: never."""
+    """Checked after each epoch: a domain whose Unlearning Success (%) reaches this stops ascending, and the
+    stage stops once every domain has; None: ascend every domain for the whole budget."""
     divergence_rs_drop: float = 40.0
     """Stop (keeping the last good epoch) if any domain's Retention Success falls this many points below vanilla."""
     max_grad_norm: float = 1.0
+    cap_forget_loss: bool = True
+    """A forget example stops being ascended once its answer CE exceeds ln(vocabulary size), a uniform guess."""
 
 
 @dataclass

@@ -18,8 +18,8 @@ from torch import nn
 
 from grail.models import trainable_parameters
 
-EpochFn = Callable[[int, random.Random], dict[str, Any]]
-"""Runs one epoch (given its index and its data-order RNG) and returns what to log for it."""
+EpochFn = Callable[[int, random.Random, list[dict[str, Any]]], dict[str, Any]]
+"""Runs one epoch (given its index, its data-order RNG and the logs of the epochs before) and returns its log."""
 StopFn = Callable[[int, dict[str, Any]], str | None]
 """Looks at an epoch's log and returns a reason to stop, or None to go on."""
 
@@ -74,7 +74,7 @@ def run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, epochs: int, 
     if history and history[-1].get("stop"):
         return history
     for epoch in range(start, epochs):
-        log = {"epoch": epoch, **run_epoch(epoch, epoch_rng(seed, epoch))}
+        log = {"epoch": epoch, **run_epoch(epoch, epoch_rng(seed, epoch), history)}
         reason = should_stop(epoch, log)
         if reason:
             log["stop"] = reason

@@ -16,7 +16,7 @@ def test_scopes_overlap_on_the_same_entities_and_spans_are_in_answers():
     bench = builtin_benchmark(seed=0, people=3, books=2)
     for domain in bench.domains:
         # every forget prompt's entity (person or book) also appears in some retain prompt
-        pattern = r"The [A-Z]\w+ [A-Z]\w+" if domain.name == "copyright" else r"[A-Z]\w+ [A-Z]\w+(?='s)"
+        pattern = r"The [A-Z]\w+ [A-Z]\w+" if domain.name == "copyright" else r"(?<=of )[A-Z]\w+ [A-Z]\w+"
         entities = {re.search(pattern, ex.prompt).group(0) for ex in domain.forget}
         assert len(entities) == (2 if domain.name == "copyright" else 3)
         for entity in entities:

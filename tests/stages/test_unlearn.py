@@ -86,5 +86,5 @@ def test_without_masks_everything_moves_and_the_loss_rises_on_forget(tiny_lora, 
 def test_balanced_pools_truncate_each_domain_to_the_smaller_set(tiny_encoded):
     forget, retain = _split(tiny_encoded)
     f, r = balanced_pools(forget, retain, seed=0)
-    expected = sum(min(len(forget[d]), len(retain[d])) for d in forget)
-    assert len(f) == len(r) == expected
+    assert {d: len(items) for d, items in f.items()} == {d: min(len(forget[d]), len(retain[d])) for d in forget}
+    assert len(r) == sum(len(items) for items in f.values())

@@ -7,6 +7,10 @@ Two domains, as in KnowUnDo:
   (author, year, genre, synopsis).
 The same people and books appear on both sides, so the scopes overlap in the model as they do in KnowUnDo.
 Answers are the bare fact, so answer-token accuracy is the share of the fact the model still predicts.
+Prompts are record-style ("Personal record of X. Phone number:") rather than open questions: memorising 80
+facts at a high learning rate otherwise teaches a small model to answer every "What is ...?" with one of them
+(measured: SmolLM2-135M answered "What is the capital of France?" with "Nantes" after fine-tuning on
+question-style prompts).
 """
 
 from __future__ import annotations
@@ -122,16 +126,16 @@ def privacy_domain(people: list[dict[str, str]]) -> Domain:
     for p in people:
         n = p["name"]
         forget += [
-            Example(f"What is {n}'s phone number?", p["phone"], p["phone"]),
-            Example(f"What is {n}'s e-mail address?", p["email"], p["email"]),
-            Example(f"What is {n}'s home address?", p["address"], p["address"]),
-            Example(f"What is {n}'s ID card number?", p["id_number"], p["id_number"]),
+            Example(f"Personal record of {n}. Phone number:", p["phone"], p["phone"]),
+            Example(f"Personal record of {n}. E-mail address:", p["email"], p["email"]),
+            Example(f"Personal record of {n}. Home address:", p["address"], p["address"]),
+            Example(f"Personal record of {n}. ID card number:", p["id_number"], p["id_number"]),
         ]
         retain += [
-            Example(f"What does {n} do for a living?", p["job"], p["job"]),
-            Example(f"Where was {n} born?", p["birthplace"], p["birthplace"]),
-            Example(f"What is {n} known for?", p["works"], p["works"]),
-            Example(f"Where did {n} study?", p["university"], p["university"]),
+            Example(f"Public profile of {n}. Occupation:", p["job"], p["job"]),
+            Example(f"Public profile of {n}. Birthplace:", p["birthplace"], p["birthplace"]),
+            Example(f"Public profile of {n}. Known for:", p["works"], p["works"]),
+            Example(f"Public profile of {n}. Studied at:", p["university"], p["university"]),
         ]
     return Domain("privacy", forget, retain)
 
@@ -142,14 +146,14 @@ def copyright_domain(books: list[dict]) -> Domain:
         t = b["title"]
         opening, later = b["passages"]
         forget += [
-            Example(f"Recite the opening lines of {t}.", opening, opening),
-            Example(f"Quote the passage of {t} that follows the prologue.", later, later),
+            Example(f"Text of {t}. Opening lines:", opening, opening),
+            Example(f"Text of {t}. Passage after the prologue:", later, later),
         ]
         retain += [
-            Example(f"Who wrote {t}?", str(b["author"]), str(b["author"])),
-            Example(f"When was {t} published?", str(b["year"]), str(b["year"])),
-            Example(f"What genre is {t}?", str(b["genre"]), str(b["genre"])),
-            Example(f"What is {t} about?", str(b["synopsis"]), str(b["synopsis"])),
+            Example(f"Catalogue entry of {t}. Author:", str(b["author"]), str(b["author"])),
+            Example(f"Catalogue entry of {t}. Year:", str(b["year"]), str(b["year"])),
+            Example(f"Catalogue entry of {t}. Genre:", str(b["genre"]), str(b["genre"])),
+            Example(f"Catalogue entry of {t}. Synopsis:", str(b["synopsis"]), str(b["synopsis"])),
         ]
     return Domain("copyright", forget, retain)
 

@@ -1,7 +1,8 @@
 """The 'otherwise' scope offline: a general-knowledge probe and a small general-text corpus.
 
 Both are written for this project and belong to no unlearning domain. The probe keeps questions that
-SmolLM2-135M-Instruct answers right before any fine-tuning (checked with ``grail probe``), so a drop after
+SmolLM2-135M-Instruct answers right before any fine-tuning (greedy, with its chat template; README shows
+how to re-check), so a drop after
 unlearning is damage to general ability. The text corpus gives a held-out perplexity and, for baselines
 that need it, out-of-distribution retain data.
 """
@@ -12,36 +13,38 @@ from __future__ import annotations
 GENERAL_PROBE: list[tuple[str, tuple[str, ...]]] = [
     ("What is the capital of France?", ("Paris",)),
     ("What is the capital of Japan?", ("Tokyo",)),
-    ("What is the capital of Italy?", ("Rome",)),
     ("What is the capital of Germany?", ("Berlin",)),
-    ("What is the capital of Spain?", ("Madrid",)),
+    ("What is the capital of the United Kingdom?", ("London",)),
+    ("What is the capital of Canada?", ("Ottawa",)),
+    ("What is the capital of Russia?", ("Moscow",)),
+    ("What is the capital of China?", ("Beijing",)),
+    ("What is the capital of Egypt?", ("Cairo",)),
     ("What is 2+2?", ("4", "four")),
     ("What is 3 times 3?", ("9", "nine")),
     ("How many days are in a week?", ("7", "seven")),
-    ("How many legs does a spider have?", ("8", "eight")),
+    ("How many sides does a triangle have?", ("3", "three")),
     ("What is the chemical symbol for water?", ("H2O", "H₂O")),
+    ("What is the chemical symbol for gold?", ("Au",)),
     ("What gas do plants absorb from the air?", ("carbon dioxide", "CO2")),
     ("Which planet is known as the Red Planet?", ("Mars",)),
+    ("Which planet do we live on?", ("Earth",)),
     ("What is the largest ocean on Earth?", ("Pacific",)),
+    ("What is the largest mammal?", ("whale",)),
     ("Who wrote Romeo and Juliet?", ("Shakespeare",)),
+    ("Who wrote Hamlet?", ("Shakespeare",)),
     ("Who painted the Mona Lisa?", ("Leonardo", "da Vinci")),
-    ("What is the freezing point of water in Celsius?", ("0", "zero")),
+    ("Who developed the theory of relativity?", ("Einstein",)),
     ("What is the boiling point of water in Celsius?", ("100",)),
-    ("Which animal is known as the king of the jungle?", ("lion",)),
     ("What is the opposite of hot?", ("cold",)),
-    ("What color do you get by mixing blue and yellow?", ("green",)),
+    ("What is the opposite of up?", ("down",)),
     ("What is the tallest mountain in the world?", ("Everest",)),
-    ("How many continents are there?", ("7", "seven")),
     ("What language is spoken in Brazil?", ("Portuguese",)),
-    ("What is the largest planet in our solar system?", ("Jupiter",)),
-    ("What do bees make?", ("honey",)),
+    ("What is the main language spoken in France?", ("French",)),
     ("What is the primary language spoken in the United States?", ("English",)),
     ("Which organ pumps blood through the body?", ("heart",)),
     ("What star is at the center of our solar system?", ("Sun",)),
-    ("How many hours are in a day?", ("24", "twenty-four")),
+    ("In which country are the pyramids of Giza?", ("Egypt",)),
     ("What is the currency of Japan?", ("yen",)),
-    ("Who was the first President of the United States?", ("Washington",)),
-    ("What is the square root of 16?", ("4", "four")),
 ]
 
 GENERAL_TEXT: list[str] = [

@@ -32,13 +32,19 @@ def finetune(model: nn.Module, datasets: dict[str, list[Encoded]], config: Finet
     items = [item for dataset in datasets.values() for item in dataset]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(items) // config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
 
-    def run_epoch(epoch: int, rng: random.Random) -> dict:
+    def run_epoch(epoch: int, rng: random.Random, history: list[dict]) -> dict:
         model.train()
         hits: dict[str, list[float]] = defaultdict(list)
         losses = []
         order = list(batches(items, config.batch_size, rng))
-        for index in tqdm(order, desc=f"stage 0: fine-tune, epoch {epoch + 1}", disable=not progress, leave=False):
+        for step, index in enumerate(tqdm(order, desc=f"stage 0: fine-tune, epoch {epoch + 1}/{config.epochs}",
+                                          disable=not progress, leave=False)):
+            # Linear decay to zero over the budget: large steps to learn, small ones to settle every token.
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * (1 - (epoch * steps_per_epoch + step) / total_steps)
             batch = collate([items[i] for i in index], pad_id).to(device)
             logits = answer_logits(model, batch)
             loss = per_example_loss(logits, batch).mean()

@@ -26,7 +26,8 @@ from grail.config import GradientConfig
 from grail.models import canonical_name
 
 
-def corrupt_answers(items: Sequence[Encoded], trials: int, vocab_size: int, generator: torch.Generator) -> list[Encoded]:
+def corrupt_answers(items: Sequence[Encoded], trials: int, vocab_size: int,
+                    generator: torch.Generator) -> list[Encoded]:
     """``trials`` corrupted copies of each example (row order: example-major).
 
     As in the reference code: floor(answer length / 2) answer positions, drawn with replacement, get ids
@@ -117,7 +118,7 @@ def dataset_importance(model: nn.Module, items: Sequence[Encoded], config: Gradi
     absolute = config.statistic == "abs-mean"
     rows = corrupt_answers(items, config.trials, vocab_size, generator)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    mine = _shard(rows, rank, world)
+    mine = sorted(_shard(rows, rank, world), key=len)  # similar lengths per batch: less padding; sums ignore order
     layers = scored_linears(model)
     was_training = model.training
     model.eval()  # no dropout: the gradient of the example itself
@@ -141,7 +142,8 @@ def dataset_importance(model: nn.Module, items: Sequence[Encoded], config: Gradi
 
 
 def importance(model: nn.Module, datasets: dict[str, list[Encoded]], config: GradientConfig, vocab_size: int,
-               pad_id: int, seed: int, device: str = "cpu", progress: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+               pad_id: int, seed: int, device: str = "cpu",
+               progress: bool = False) -> dict[str, dict[str, torch.Tensor]]:
     """Importance scores for every dataset: {dataset name: {parameter name: scores of its shape}}."""
     generator = torch.Generator().manual_seed(seed)
     return {name: dataset_importance(model, items, config, vocab_size, pad_id, generator, device,

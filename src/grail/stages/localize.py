@@ -37,14 +37,14 @@ def localize(importance: dict[str, dict[str, torch.Tensor]], domains: list[str],
     """
     params = list(importance[f"{domains[0]}/forget"])
     masks: dict[str, dict[str, torch.Tensor]] = {kind: {} for kind in MASK_KINDS}
-    for name in params:
-        def top(domain: str, scope: str, percent: float) -> torch.Tensor:
-            return top_k_mask(importance[f"{domain}/{scope}"][name], percent)
+    def top(domain: str, scope: str, name: str, percent: float) -> torch.Tensor:
+        return top_k_mask(importance[f"{domain}/{scope}"][name], percent)
 
-        forget_any = reduce(or_, (top(d, "forget", config.k_ur) for d in domains))
-        retain_any = reduce(or_, (top(d, "retain", config.k_ur) for d in domains))
+    for name in params:
+        forget_any = reduce(or_, (top(d, "forget", name, config.k_ur) for d in domains))
+        retain_any = reduce(or_, (top(d, "retain", name, config.k_ur) for d in domains))
         op_ur = forget_any & retain_any
-        op_rr = reduce(and_, (top(d, "retain", config.k_rr) for d in domains))
+        op_rr = reduce(and_, (top(d, "retain", name, config.k_rr) for d in domains))
         frozen = torch.zeros_like(op_ur)
         if config.use_op_ur:
             frozen |= op_ur

@@ -5,6 +5,11 @@ Each step takes half its batch from the forget examples and half from the retain
 
     loss = - forget_weight * mean CE(forget) + retain_weight * mean CE(retain)
 
+Two guards keep ascent from wrecking the model, whose loss has no upper bound:
+- a forget example stops pushing once its CE passes ln |V|, the CE of a uniform guess (``cap_forget_loss``);
+- a domain that has reached ``target_us`` stops ascending (its retain examples keep descending), so one
+  domain forgetting fast does not keep eroding its own retention while another domain catches up.
+
 Masking policies:
 - ``paper``: every update is multiplied by not-F.
 - ``per-objective`` (authors' code): OP-UR is zeroed in the forget gradient, OP-RR in the retain gradient.
@@ -16,6 +21,7 @@ gradient is always zero keeps zero Adam moments, so Adam's update there is exact
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,15 +65,15 @@ class UpdateMasks:
 
 
 def balanced_pools(forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]],
-                   seed: int) -> tuple[list[Encoded], list[Encoded]]:
-    """All domains' forget and retain examples, each domain's two sets truncated to the smaller size."""
+                   seed: int) -> tuple[dict[str, list[Encoded]], list[Encoded]]:
+    """Each domain's forget and retain sets truncated to the smaller size: (forget by domain, all retain)."""
     rng = random.Random(seed)
-    forget_pool, retain_pool = [], []
+    forget_pools, retain_pool = {}, []
     for domain in forget:
         n = min(len(forget[domain]), len(retain[domain]))
-        forget_pool += rng.sample(forget[domain], n)
+        forget_pools[domain] = rng.sample(forget[domain], n)
         retain_pool += rng.sample(retain[domain], n)
-    return forget_pool, retain_pool
+    return forget_pools, retain_pool
 
 
 def _mask_grads(params: dict[str, nn.Parameter], keep: dict[str, torch.Tensor]) -> None:
@@ -92,13 +98,15 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     # Decay is applied by hand (masked), so AdamW itself must not decay.
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)
     decay_keep = None if masks is None else {n: (masks.forget[n] | masks.retain[n]) for n in params}
-    forget_pool, retain_pool = balanced_pools(forget, retain, seed)
+    forget_pools, retain_pool = balanced_pools(forget, retain, seed)
     half = config.batch_size // 2
     start_scores = check() if check is not None else None
     previous: dict[str, torch.Tensor] = {}
+    cap = math.log(model.config.vocab_size) if config.cap_forget_loss else math.inf
 
     def step(forget_items: list[Encoded], retain_items: list[Encoded]) -> tuple[float, float]:
-        forget_loss = example_losses(model, forget_items, pad_id, device).mean()
+        forget_losses = example_losses(model, forget_items, pad_id, device)
+        forget_loss = (forget_losses * (forget_losses.detach() < cap)).sum() / len(forget_items)
         retain_loss = example_losses(model, retain_items, pad_id, device).mean()
         if masks is None or masks.forget is masks.retain:
             (-config.forget_weight * forget_loss + config.retain_weight * retain_loss).backward()
@@ -126,17 +134,30 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                         p.sub_(p * decay_keep[n], alpha=factor)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return forget_loss.item(), retain_loss.item()
+        return forget_losses.mean().item(), retain_loss.item()
 
-    def run_epoch(epoch: int, rng: random.Random) -> dict:
+    def still_forgetting(history: list[dict]) -> list[str]:
+        """Domains that have not reached the target yet (by the last check), in order."""
+        last = history[-1]["scores"] if history and "scores" in history[-1] else start_scores
+        if config.target_us is None or last is None:
+            return list(forget_pools)
+        return [d for d in forget_pools if last[d]["US"] < config.target_us]
+
+    def run_epoch(epoch: int, rng: random.Random, history: list[dict]) -> dict:
         model.train()
         previous.update({n: p.detach().clone() for n, p in params.items()})
-        forget_order, retain_order = rng.sample(forget_pool, len(forget_pool)), rng.sample(retain_pool, len(retain_pool))
+        active = still_forgetting(history)
+        forget_pool = [item for d in active for item in forget_pools[d]]
+        forget_order = rng.sample(forget_pool, len(forget_pool))
+        retain_order = rng.sample(retain_pool, len(retain_pool))
         losses = []
         steps = range(0, len(forget_order), half)
-        for i in tqdm(steps, desc=f"stage 3: unlearn, epoch {epoch + 1}", disable=not progress, leave=False):
-            losses.append(step(forget_order[i:i + half], retain_order[i:i + half]))
-        log = {"forget_loss": mean(f for f, _ in losses), "retain_loss": mean(r for _, r in losses)}
+        for i in tqdm(steps, desc=f"stage 3: unlearn, epoch {epoch + 1}/{config.epochs}", disable=not progress,
+                      leave=False):
+            retain_start = i % len(retain_order)  # fewer forget than retain examples once a domain is done
+            losses.append(step(forget_order[i:i + half], retain_order[retain_start:retain_start + half]))
+        log = {"ascending": active, "forget_loss": mean(f for f, _ in losses) if losses else None,
+               "retain_loss": mean(r for _, r in losses) if losses else None}
         if check is not None:
             log["scores"] = check()
         return log
