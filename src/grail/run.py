@@ -16,6 +16,7 @@ folder that holds a run of another config is never written to.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -161,7 +162,9 @@ class Run:
             with io.staged_dir(target) as tmp:
                 save_trainable(self.model, tmp)
             return
-        key = self.config.fingerprint("seed", "model", "data", "finetune")
+        # Keyed by the data's content too: the same data config can name different data (an edited JSONL file).
+        data_hash = hashlib.sha256(self.benchmark.to_jsonl().encode()).hexdigest()[:16]
+        key = f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{data_hash}"
         cached = cache_dir() / "vanilla" / key
         if not cached.is_dir():
             log = finetune(self.model, self.datasets(), self.config.finetune, self.tokenizer.pad_token_id,

@@ -78,7 +78,7 @@ def test_without_masks_everything_moves_and_the_loss_rises_on_forget(tiny_lora, 
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     before = {n: p.detach().clone() for n, p in params.items()}
-    log = _run(model, tokenizer, tiny_encoded, None, forget_weight=1.0, retain_weight=0.0)
+    log = _run(model, tokenizer, tiny_encoded, None, forget_weight=1.0, retain_weight=0.0, ascent_stop="never")
     assert log[-1]["forget_loss"] > log[0]["forget_loss"]
     assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())
 
@@ -88,3 +88,36 @@ def test_balanced_pools_truncate_each_domain_to_the_smaller_set(tiny_encoded):
     f, r = balanced_pools(forget, retain, seed=0)
     assert {d: len(items) for d, items in f.items()} == {d: min(len(forget[d]), len(retain[d])) for d in forget}
     assert len(r) == sum(len(items) for items in f.values())
+
+
+def _scripted_check(*results):
+    """A stand-in for the evaluation: returns the given scores in turn (first call = before unlearning)."""
+    calls = iter(results)
+    return lambda: next(calls)
+
+
+def test_a_domain_at_its_target_stops_ascending_and_the_stage_stops_when_all_are(tiny_lora, tiny_encoded):
+    model, tokenizer = tiny_lora
+    done, not_done = {"US": 95.0, "RS": 100.0}, {"US": 10.0, "RS": 100.0}
+    check = _scripted_check({"privacy": done, "copyright": not_done}, {"privacy": done, "copyright": not_done},
+                            {"privacy": done, "copyright": done})
+    forget, retain = _split(tiny_encoded)
+    config = UnlearnConfig(epochs=5, batch_size=4, target_us=90.0)
+    log = unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, None, check)
+    assert [e["ascending"] for e in log] == [["copyright"], ["copyright"]]
+    assert log[-1]["stop"].startswith("target met")
+
+
+def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_encoded):
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    fine, collapsed = {"US": 50.0, "RS": 100.0}, {"US": 99.0, "RS": 10.0}
+    check = _scripted_check({"privacy": fine, "copyright": fine}, {"privacy": fine, "copyright": fine},
+                            {"privacy": fine, "copyright": collapsed})
+    forget, retain = _split(tiny_encoded)
+    snapshots = []
+    unlearn(model, forget, retain, UnlearnConfig(epochs=5, batch_size=4), tokenizer.pad_token_id, 0, None, check,
+            on_epoch_end=lambda epoch: snapshots.append({n: p.detach().clone() for n, p in params.items()}))
+    assert len(snapshots) == 2  # stopped after the second epoch ...
+    # ... and went back to the weights after the first
+    assert all(torch.equal(p, snapshots[0][n]) for n, p in params.items())

@@ -5,8 +5,10 @@ Each step takes half its batch from the forget examples and half from the retain
 
     loss = - forget_weight * mean CE(forget) + retain_weight * mean CE(retain)
 
-Two guards keep ascent from wrecking the model, whose loss has no upper bound:
-- a forget example stops pushing once its CE passes ln |V|, the CE of a uniform guess (``cap_forget_loss``);
+Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the whole model. Two guards:
+- ``ascent_stop``: a forget token is ascended only while it is still known. ``uniform`` (default): while its
+  CE is below ln |V|, that of a uniform guess; ``forgotten``: while the model still predicts it (argmax),
+  exactly what Unlearning Success counts (gentler, slower); ``never``: plain gradient ascent.
 - a domain that has reached ``target_us`` stops ascending (its retain examples keep descending), so one
   domain forgetting fast does not keep eroding its own retention while another domain catches up.
 
@@ -32,7 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from grail.batching import Encoded, example_losses
+from grail.batching import Encoded, example_losses, token_losses
 from grail.config import UnlearnConfig
 from grail.models import trainable_parameters
 from grail.training import Checkpoint, run_epochs
@@ -102,11 +104,16 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     half = config.batch_size // 2
     start_scores = check() if check is not None else None
     previous: dict[str, torch.Tensor] = {}
-    cap = math.log(model.config.vocab_size) if config.cap_forget_loss else math.inf
+    cap = math.inf if config.ascent_stop == "never" else math.log(model.config.vocab_size)
 
     def step(forget_items: list[Encoded], retain_items: list[Encoded]) -> tuple[float, float]:
-        forget_losses = example_losses(model, forget_items, pad_id, device)
-        forget_loss = (forget_losses * (forget_losses.detach() < cap)).sum() / len(forget_items)
+        ce, predicted, batch = token_losses(model, forget_items, pad_id, device)
+        known = batch.answer_mask & (ce.detach() < cap)
+        if config.ascent_stop == "forgotten":
+            known &= predicted
+        answer_tokens = batch.answer_mask.sum(1)
+        forget_losses = (ce * batch.answer_mask).sum(1) / answer_tokens  # for the log
+        forget_loss = ((ce * known).sum(1) / answer_tokens).mean()
         retain_loss = example_losses(model, retain_items, pad_id, device).mean()
         if masks is None or masks.forget is masks.retain:
             (-config.forget_weight * forget_loss + config.retain_weight * retain_loss).backward()

