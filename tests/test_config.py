@@ -6,7 +6,7 @@ from grail.config import ConfigError, RunConfig, build_config, load_config
 def test_defaults_and_presets():
     assert load_config() == RunConfig()
     smoke = build_config(preset="smoke")
-    assert smoke.model.name == "tiny" and smoke.localize.k_ur == 10.0
+    assert smoke.model.name == "tiny" and smoke.model.adapter == "full" and smoke.localize.k_ur == 10.0
 
 
 def test_yaml_overrides_and_round_trip(tmp_path):
