@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, RunFolderError) as err:
         print(f"grail {args.command}: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ngrail {args.command}: interrupted; finished steps are saved in {folder}. "
+              f"Give the same command again to resume.", file=sys.stderr)
+        return 130
     if document is not None:
         from grail.report import general_table, results_table
 
