@@ -108,12 +108,3 @@ def example_losses(model: nn.Module, items: Sequence[Encoded], pad_id: int, devi
     """Per-example mean answer-token cross-entropy of one batch of encoded examples (with autograd)."""
     batch = collate(items, pad_id).to(device)
     return per_example_loss(answer_logits(model, batch), batch)
-
-
-def token_losses(model: nn.Module, items: Sequence[Encoded], pad_id: int,
-                 device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, Batch]:
-    """Per-token cross-entropy [B, K] (with autograd), which tokens the model predicts (argmax), and the batch."""
-    batch = collate(items, pad_id).to(device)
-    logits = answer_logits(model, batch)
-    ce = F.cross_entropy(logits.transpose(1, 2), batch.targets, reduction="none")
-    return ce, logits.detach().argmax(-1) == batch.targets, batch

@@ -122,6 +122,12 @@ class UnlearnConfig:
     divergence_rs_drop: float = 40.0
     """Stop (keeping the last good epoch) if any domain's Retention Success falls this many points below vanilla."""
     max_grad_norm: float = 1.0
+    forget_objective: Literal["ascent", "random_labels", "adversarial", "npo"] = "ascent"
+    """``ascent`` (GRAIL); the baselines' ``random_labels``, ``adversarial`` (descent on relabelled answers) and
+    ``npo`` (Negative Preference Optimization)."""
+    retain_objective: Literal["descent", "kl"] = "descent"
+    """``descent`` (GRAIL) or ``kl``: KL divergence to the vanilla model's next-token distributions."""
+    npo_beta: float = 0.1
     ascent_stop: Literal["forgotten", "uniform", "never"] = "uniform"
     """When a forget answer token stops being ascended: ``forgotten``, once the model no longer predicts it
     (argmax); ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain gradient ascent."""

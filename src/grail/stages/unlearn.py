@@ -5,6 +5,8 @@ Each step takes half its batch from the forget examples and half from the retain
 
     loss = - forget_weight * mean CE(forget) + retain_weight * mean CE(retain)
 
+(GRAIL's objectives; the baselines swap in others from ``objectives.py``.)
+
 Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the whole model. Two guards:
 - ``ascent_stop``: a forget token is ascended only while it is still known. ``uniform`` (default): while its
   CE is below ln |V|, that of a uniform guess; ``forgotten``: while the model still predicts it (argmax),
@@ -34,9 +36,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from grail.batching import Encoded, example_losses, token_losses
+from grail.batching import Encoded
 from grail.config import UnlearnConfig
 from grail.models import trainable_parameters
+from grail.stages import objectives
 from grail.training import Checkpoint, run_epochs
 
 
@@ -104,23 +107,43 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     half = config.batch_size // 2
     start_scores = check() if check is not None else None
     previous: dict[str, torch.Tensor] = {}
-    cap = math.inf if config.ascent_stop == "never" else math.log(model.config.vocab_size)
+    vocab_size = model.config.vocab_size
+    cap = math.inf if config.ascent_stop == "never" else math.log(vocab_size)
+    # What the objectives need from the vanilla model, taken before the first update.
+    was_training = model.training
+    model.eval()
+    if config.forget_objective in ("random_labels", "adversarial"):
+        generator = torch.Generator().manual_seed(seed)
+        forget_pools = {d: objectives.relabel(model, items, config.forget_objective, vocab_size, pad_id, device,
+                                              generator) for d, items in forget_pools.items()}
+    forget_reference = (objectives.reference_log_probs(model, [x for xs in forget_pools.values() for x in xs],
+                                                       pad_id, device, full=False)
+                        if config.forget_objective == "npo" else {})
+    retain_reference = (objectives.reference_log_probs(model, retain_pool, pad_id, device, full=True)
+                        if config.retain_objective == "kl" else {})
+    model.train(was_training)
+
+    def forget_term(items: list[Encoded]) -> tuple[torch.Tensor, float]:
+        if config.forget_objective == "ascent":
+            return objectives.ascent_loss(model, items, pad_id, device, cap, config.ascent_stop == "forgotten")
+        if config.forget_objective == "npo":
+            return objectives.npo_loss(model, items, pad_id, device, forget_reference, config.npo_beta)
+        return objectives.descent_loss(model, items, pad_id, device)  # on relabelled answers
+
+    def retain_term(items: list[Encoded]) -> tuple[torch.Tensor, float]:
+        if config.retain_objective == "kl":
+            return objectives.kl_loss(model, items, pad_id, device, retain_reference)
+        return objectives.descent_loss(model, items, pad_id, device)
 
     def step(forget_items: list[Encoded], retain_items: list[Encoded]) -> tuple[float, float]:
-        ce, predicted, batch = token_losses(model, forget_items, pad_id, device)
-        known = batch.answer_mask & (ce.detach() < cap)
-        if config.ascent_stop == "forgotten":
-            known &= predicted
-        answer_tokens = batch.answer_mask.sum(1)
-        forget_losses = (ce * batch.answer_mask).sum(1) / answer_tokens  # for the log
-        forget_loss = ((ce * known).sum(1) / answer_tokens).mean()
-        retain_loss = example_losses(model, retain_items, pad_id, device).mean()
+        forget_loss, forget_logged = forget_term(forget_items)
+        retain_loss, retain_logged = retain_term(retain_items)
         if masks is None or masks.forget is masks.retain:  # one mask for both objectives: one backward
-            (-config.forget_weight * forget_loss + config.retain_weight * retain_loss).backward()
+            (config.forget_weight * forget_loss + config.retain_weight * retain_loss).backward()
             if masks is not None:
                 _mask_grads(params, masks.forget)
         else:  # per-objective: each objective's gradient gets its own mask before they are summed
-            (-config.forget_weight * forget_loss).backward()
+            (config.forget_weight * forget_loss).backward()
             _mask_grads(params, masks.forget)
             forget_grads = {n: p.grad.clone() for n, p in params.items()}
             for p in params.values():
@@ -141,7 +164,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                         p.sub_(p * decay_keep[n], alpha=factor)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return forget_losses.mean().item(), retain_loss.item()
+        return forget_logged, retain_logged
 
     def still_forgetting(history: list[dict]) -> list[str]:
         """Domains that have not reached the target yet (by the last check), in order."""

@@ -1,0 +1,107 @@
+"""Stage 3's two objectives, as small interchangeable pieces (GRAIL and the paper's baselines share stage 3).
+
+Forget objectives (minimised, then weighted by ``forget_weight``):
+- ``ascent``: gradient ascent, -CE of the true answer (GRAIL, GA, GA+GD, GA+KL);
+- ``random_labels``: descent on the prompt with random answer tokens (Fine-tuning with Random Labels);
+- ``adversarial``: descent on the prompt with, at each answer position, the vanilla model's most likely token
+  other than the true one (Unlearning with Adversarial Samples);
+- ``npo``: Negative Preference Optimization, -(2/beta) log sigmoid(-beta (log p - log p_ref)) of the answer.
+Retain objectives (weighted by ``retain_weight``): ``descent`` (CE) or ``kl`` (KL from the vanilla model's
+next-token distributions to the current ones, on the retain answers).
+
+What an objective needs from the vanilla model (relabelled answers, reference log-probabilities) is computed
+once, before the first update, and kept as tensors: the reference never changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grail.batching import Batch, Encoded, answer_logits, batches, collate
+
+FORGET_OBJECTIVES = ("ascent", "random_labels", "adversarial", "npo")
+RETAIN_OBJECTIVES = ("descent", "kl")
+
+
+def _token_ce(model: nn.Module, items: Sequence[Encoded], pad_id: int,
+              device) -> tuple[torch.Tensor, Batch, torch.Tensor]:
+    """Per-token cross-entropy [B, K] (with autograd), the batch, and the logits."""
+    batch = collate(items, pad_id).to(device)
+    logits = answer_logits(model, batch)
+    return F.cross_entropy(logits.transpose(1, 2), batch.targets, reduction="none"), batch, logits
+
+
+@torch.no_grad()
+def relabel(model: nn.Module, items: Sequence[Encoded], how: str, vocab_size: int, pad_id: int, device,
+            generator: torch.Generator) -> list[Encoded]:
+    """Forget examples with new answers: uniformly random tokens, or the model's best wrong token per position."""
+    if how == "random_labels":
+        return [Encoded(x.prompt_ids, tuple(torch.randint(0, vocab_size, (len(x.answer_ids),),
+                                                          generator=generator).tolist())) for x in items]
+    relabelled = list(items)
+    for index in batches(items, 16):
+        batch = collate([items[i] for i in index], pad_id).to(device)
+        logits = answer_logits(model, batch)
+        logits.scatter_(-1, batch.targets.unsqueeze(-1), -math.inf)  # the true token is not a candidate
+        best_wrong = logits.argmax(-1)
+        for row, i in enumerate(index):
+            relabelled[i] = Encoded(items[i].prompt_ids, tuple(best_wrong[row][batch.answer_mask[row]].tolist()))
+    return relabelled
+
+
+@torch.no_grad()
+def reference_log_probs(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,
+                        full: bool) -> dict[Encoded, torch.Tensor]:
+    """Per example, the vanilla model's answer log-probabilities: summed (``full=False``, for NPO) or the whole
+    next-token log-distribution at each answer position, [answer length, V] (``full=True``, for KL)."""
+    out: dict[Encoded, torch.Tensor] = {}
+    for index in batches(items, 16):
+        batch = collate([items[i] for i in index], pad_id).to(device)
+        log_probs = torch.log_softmax(answer_logits(model, batch), -1)
+        for row, i in enumerate(index):
+            answer = log_probs[row][batch.answer_mask[row]]
+            out[items[i]] = answer.cpu() if full else answer.gather(
+                -1, batch.targets[row][batch.answer_mask[row]].unsqueeze(-1)).sum()
+    return out
+
+
+def ascent_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device, cap: float,
+                only_predicted: bool) -> tuple[torch.Tensor, float]:
+    """-mean CE of the answer tokens still known (CE below ``cap``; and, if asked, still the argmax)."""
+    ce, batch, logits = _token_ce(model, items, pad_id, device)
+    known = batch.answer_mask & (ce.detach() < cap)
+    if only_predicted:
+        known &= logits.detach().argmax(-1) == batch.targets
+    tokens = batch.answer_mask.sum(1)
+    logged = ((ce.detach() * batch.answer_mask).sum(1) / tokens).mean().item()
+    return -((ce * known).sum(1) / tokens).mean(), logged
+
+
+def descent_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device) -> tuple[torch.Tensor, float]:
+    ce, batch, _ = _token_ce(model, items, pad_id, device)
+    loss = ((ce * batch.answer_mask).sum(1) / batch.answer_mask.sum(1)).mean()
+    return loss, loss.item()
+
+
+def npo_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device, reference: dict[Encoded, torch.Tensor],
+             beta: float) -> tuple[torch.Tensor, float]:
+    ce, batch, _ = _token_ce(model, items, pad_id, device)
+    log_p = -(ce * batch.answer_mask).sum(1)
+    log_ref = torch.stack([reference[x] for x in items]).to(log_p.device)
+    loss = -(2.0 / beta) * F.logsigmoid(-beta * (log_p - log_ref)).mean()
+    return loss, ((ce.detach() * batch.answer_mask).sum(1) / batch.answer_mask.sum(1)).mean().item()
+
+
+def kl_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,
+            reference: dict[Encoded, torch.Tensor]) -> tuple[torch.Tensor, float]:
+    """Mean over answer tokens of KL(p_vanilla || p_current)."""
+    batch = collate(items, pad_id).to(device)
+    log_q = torch.log_softmax(answer_logits(model, batch), -1)[batch.answer_mask]  # [tokens, V]
+    log_p = torch.cat([reference[x] for x in items]).to(log_q.device)
+    loss = F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+    return loss, loss.item()

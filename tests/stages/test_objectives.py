@@ -1,0 +1,57 @@
+import math
+
+import pytest
+import torch
+
+from grail.config import UnlearnConfig
+from grail.models import trainable_parameters
+from grail.stages import objectives
+from grail.stages.unlearn import unlearn
+
+
+def test_random_and_adversarial_relabelling(tiny_lora, tiny_encoded):
+    model, tokenizer = tiny_lora
+    items = tiny_encoded["privacy/forget"]
+    gen = torch.Generator().manual_seed(0)
+    random_items = objectives.relabel(model, items, "random_labels", len(tokenizer), tokenizer.pad_token_id, "cpu", gen)
+    adversarial = objectives.relabel(model, items, "adversarial", len(tokenizer), tokenizer.pad_token_id, "cpu", gen)
+    for original, r, a in zip(items, random_items, adversarial):
+        assert r.prompt_ids == a.prompt_ids == original.prompt_ids
+        assert len(r.answer_ids) == len(a.answer_ids) == len(original.answer_ids)
+        assert r.answer_ids != original.answer_ids
+        # the adversarial answer is never the true token, position by position
+        assert all(x != y for x, y in zip(a.answer_ids, original.answer_ids))
+
+
+def test_npo_and_kl_at_the_reference_point(tiny_lora, tiny_encoded):
+    model, tokenizer = tiny_lora
+    model.eval()
+    pad = tokenizer.pad_token_id
+    forget, retain = tiny_encoded["copyright/forget"], tiny_encoded["copyright/retain"]
+    npo_ref = objectives.reference_log_probs(model, forget, pad, "cpu", full=False)
+    kl_ref = objectives.reference_log_probs(model, retain, pad, "cpu", full=True)
+    npo, _ = objectives.npo_loss(model, forget, pad, "cpu", npo_ref, beta=0.1)
+    assert npo.item() == pytest.approx(2 / 0.1 * math.log(2), rel=1e-4)  # log p == log p_ref
+    kl, _ = objectives.kl_loss(model, retain, pad, "cpu", kl_ref)
+    assert abs(kl.item()) < 1e-5
+    with torch.no_grad():
+        for p in trainable_parameters(model).values():
+            p.add_(0.05 * torch.randn_like(p))
+    assert objectives.kl_loss(model, retain, pad, "cpu", kl_ref)[0].item() > 1e-4
+
+
+@pytest.mark.parametrize("forget_objective,retain_objective",
+                         [("random_labels", "descent"), ("adversarial", "descent"), ("npo", "descent"),
+                          ("ascent", "kl")])
+def test_every_objective_trains(tiny_lora, tiny_encoded, forget_objective, retain_objective):
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    forget = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/forget")}
+    retain = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/retain")}
+    config = UnlearnConfig(epochs=2, lr=1e-2, batch_size=4, target_us=None, forget_objective=forget_objective,
+                           retain_objective=retain_objective)
+    log = unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, None)
+    assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())
+    if forget_objective in ("random_labels", "adversarial"):  # descent on the new labels
+        assert log[-1]["forget_loss"] < log[0]["forget_loss"]
