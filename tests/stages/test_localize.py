@@ -60,3 +60,30 @@ def test_single_domain_and_flat_layout_round_trip():
     assert set(flat) == {"op_ur.x.w", "op_rr.x.w", "frozen.x.w"}
     back = unflatten_masks(flat)
     assert all(torch.equal(back[k]["x.w"], masks[k]["x.w"]) for k in masks)
+
+
+def test_memflex_selects_whole_tensors_by_cosine_and_magnitude():
+    from grail.stages.localize import memflex_frozen, memflex_selection
+
+    g = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    forget = {"apart": g, "aligned": g, "small": 1e-5 * torch.tensor([0.0, 1.0, 0.0, 0.0])}
+    retain = {"apart": torch.tensor([0.0, 1.0, 0.0, 0.0]), "aligned": g, "small": g}
+    selected = memflex_selection(forget, retain, mu=0.92, sigma=6e-4)
+    assert selected == {"apart": True, "aligned": False, "small": False}
+    other_domain = {"apart": False, "aligned": True, "small": False}
+    frozen = memflex_frozen([selected, other_domain], {n: torch.Size([2, 2]) for n in forget})
+    assert not frozen["apart"].any() and not frozen["aligned"].any() and frozen["small"].all()
+
+
+def test_signed_gradient_means_feed_memflex(tiny_lora, tiny_encoded):
+    from grail.config import GradientConfig
+    from grail.stages.gradients import gradient_means
+    from grail.stages.localize import memflex_selection
+
+    model, tokenizer = tiny_lora
+    means = {s: gradient_means(model, tiny_encoded[f"privacy/{s}"], GradientConfig(trials=1), len(tokenizer),
+                               tokenizer.pad_token_id, torch.Generator().manual_seed(0), absolute=False)
+             for s in ("forget", "retain")}
+    selected = memflex_selection(means["forget"], means["retain"], mu=1.01, sigma=0.0)
+    assert all(selected.values())  # every cosine is < 1.01 and every tensor has a gradient
+    assert any((m < 0).any() for m in means["forget"].values())  # signed, not absolute

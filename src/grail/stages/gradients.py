@@ -110,12 +110,22 @@ def _shard(rows: list, rank: int, world: int) -> list:
 def dataset_importance(model: nn.Module, items: Sequence[Encoded], config: GradientConfig, vocab_size: int,
                        pad_id: int, generator: torch.Generator, device: str = "cpu", desc: str = "",
                        progress: bool = False) -> dict[str, torch.Tensor]:
-    """Importance of every trainable linear weight entry for one dataset (Eq. 3, or |z| of the signed mean).
+    """Importance of every trainable linear weight entry for one dataset (Eq. 3, or |z| of the signed mean)."""
+    absolute = config.statistic == "abs-mean"
+    means = gradient_means(model, items, config, vocab_size, pad_id, generator, absolute, device, desc, progress)
+    if absolute:
+        return means
+    return {name: ((m - m.mean()) / m.std().clamp_min(1e-30)).abs() for name, m in means.items()}
+
+
+def gradient_means(model: nn.Module, items: Sequence[Encoded], config: GradientConfig, vocab_size: int,
+                   pad_id: int, generator: torch.Generator, absolute: bool, device: str = "cpu", desc: str = "",
+                   progress: bool = False) -> dict[str, torch.Tensor]:
+    """Mean over examples and trials of the random-label gradient: of |g| (``absolute``) or of g.
 
     Under torch.distributed each process takes every world-th row and the sums are all-reduced, so the result
     is the same as one process's (the corruptions are drawn before sharding).
     """
-    absolute = config.statistic == "abs-mean"
     rows = corrupt_answers(items, config.trials, vocab_size, generator)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     mine = sorted(_shard(rows, rank, world), key=len)  # similar lengths per batch: less padding; sums ignore order
@@ -135,10 +145,7 @@ def dataset_importance(model: nn.Module, items: Sequence[Encoded], config: Gradi
     if world > 1:
         for tensor in sums.values():
             dist.all_reduce(tensor)
-    means = {name: s / len(rows) for name, s in sums.items()}
-    if absolute:
-        return means
-    return {name: ((m - m.mean()) / m.std().clamp_min(1e-30)).abs() for name, m in means.items()}
+    return {name: s / len(rows) for name, s in sums.items()}
 
 
 def importance(model: nn.Module, datasets: dict[str, list[Encoded]], config: GradientConfig, vocab_size: int,

@@ -65,3 +65,21 @@ def unflatten_masks(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.
         kind, name = key.split(".", 1)
         masks[kind][name] = mask
     return masks
+
+
+def memflex_selection(forget_grad: dict[str, torch.Tensor], retain_grad: dict[str, torch.Tensor],
+                      mu: float = 0.92, sigma: float = 6e-4) -> dict[str, bool]:
+    """Memflex's tensor-level localization for one domain (the baseline GRAIL refines): a tensor trains iff its
+    mean signed forget and retain gradients point apart (cosine < mu) and the forget gradient is large
+    (mean |G_U| > sigma). Reference values mu 0.92, sigma 6e-4."""
+    selected = {}
+    for name, g_u in forget_grad.items():
+        cosine = torch.nn.functional.cosine_similarity(g_u.flatten(), retain_grad[name].flatten(), dim=0)
+        selected[name] = bool(cosine < mu) and bool(g_u.abs().mean() > sigma)
+    return selected
+
+
+def memflex_frozen(selections: list[dict[str, bool]], shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """Combine per-domain selections (a tensor trains if any domain selects it) into whole-tensor frozen masks."""
+    return {name: torch.full(shape, not any(s[name] for s in selections), dtype=torch.bool)
+            for name, shape in shapes.items()}
