@@ -9,6 +9,7 @@ from pathlib import Path
 
 from grail.config import PRESETS, ConfigError, load_config
 from grail.data.examples import DataError
+from grail.methods import METHODS, TABLE_I
 
 STAGE_HELP = {
     "run": "the whole pipeline: fine-tune (stage 0), localize (1, 2), unlearn (3), evaluate, report",
@@ -16,6 +17,7 @@ STAGE_HELP = {
     "localize": "up to stages 1 and 2: importance scores and the OP-UR / OP-RR / frozen masks",
     "unlearn": "up to stage 3: the unlearned adapter",
     "evaluate": "everything, then score the vanilla and unlearned models and write results.json and report.md",
+    "compare": "run several unlearning methods on the run's vanilla model and write tables in the paper's shape",
 }
 
 
@@ -31,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
                                                 "an existing run of the same config resumes")
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+    commands.choices["compare"].add_argument(
+        "--methods", default=",".join(TABLE_I),
+        help=f"comma-separated methods (default: the paper's Table I set); known: {', '.join(sorted(METHODS))}")
     audit_parser = commands.add_parser("audit", help="check that every frozen entry is bit-identical")
     audit_parser.add_argument("run", type=Path, help="a finished run folder")
     return parser
@@ -68,8 +73,20 @@ def main(argv: list[str] | None = None) -> int:
         if config is None and not (folder / "config.yaml").is_file():
             config = load_config()
         run = Run(folder, config, progress=not args.quiet, device=args.device)
-        until = "evaluate" if args.command == "run" else args.command
         print(f"grail {args.command}: run folder {folder}", file=sys.stderr)
+        if args.command == "compare":
+            names = [n.strip() for n in args.methods.split(",") if n.strip()]
+            unknown = sorted(set(names) - set(METHODS))
+            if unknown:
+                raise ConfigError(f"--methods: unknown {unknown}; known: {sorted(METHODS)}")
+            tables = run.compare(names)
+            from grail.compare import markdown
+
+            print(markdown(tables["table1"]["header"], tables["table1"]["rows"]))
+            print(markdown(tables["table5_hs"]["header"], tables["table5_hs"]["rows"]))
+            print(f"tables: {folder / 'comparison'}")
+            return 0
+        until = "evaluate" if args.command == "run" else args.command
         document = run.run(until)
     except (ConfigError, DataError, RunFolderError) as err:
         print(f"grail {args.command}: {err}", file=sys.stderr)

@@ -99,6 +99,10 @@ class LocalizeConfig:
     """OP-RR: top k_rr % of each tensor, intersection of all retain sets."""
     use_op_ur: bool = True
     use_op_rr: bool = True
+    memflex_mu: float = 0.92
+    """Memflex baseline: a tensor trains iff cosine(G_forget, G_retain) < memflex_mu ..."""
+    memflex_sigma: float = 6e-4
+    """... and mean |G_forget| > memflex_sigma (signed-mean gradients; reference values)."""
 
 
 @dataclass

@@ -102,6 +102,15 @@ def summarize(domains: dict[str, dict]) -> dict:
     return {"domains": domains, "average": average}
 
 
+def text_items(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[Encoded]:
+    """Plain texts as examples whose 'answer' is every token after the first (language-model loss)."""
+    items = []
+    for text in texts:
+        ids = tokenizer(text).input_ids
+        items.append(Encoded(tuple(ids[:1]), tuple(ids[1:])))
+    return items
+
+
 def _accepted(text: str, answers: Sequence[str]) -> bool:
     return any(re.search(rf"(?<!\w){re.escape(a.lower())}(?!\w)", text.lower()) for a in answers)
 
@@ -119,11 +128,8 @@ def general_scores(model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_s
     """The offline 'otherwise' scope: probe accuracy (%) and perplexity of held-out general text."""
     answers = generate(model, tokenizer, probe_prompts(tokenizer), 24, batch_size, device)
     right = [_accepted(a, accepted) for a, (_, accepted) in zip(answers, GENERAL_PROBE)]
-    text_items = []
-    for text in GENERAL_TEXT:
-        ids = tokenizer(text).input_ids
-        text_items.append(Encoded(tuple(ids[:1]), tuple(ids[1:])))
-    _, log_prob, _ = teacher_forced(model, text_items, tokenizer.pad_token_id, batch_size, device)
+    _, log_prob, _ = teacher_forced(model, text_items(tokenizer, GENERAL_TEXT), tokenizer.pad_token_id, batch_size,
+                                    device)
     return {"probe_accuracy": 100.0 * mean(right), "probe_n": len(right), "general_text_ppl": perplexity(log_prob),
             "probe_wrong": [q for (q, _), ok in zip(GENERAL_PROBE, right) if not ok]}
 

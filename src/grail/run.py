@@ -16,6 +16,7 @@ folder that holds a run of another config is never written to.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -29,16 +30,19 @@ from torch import nn
 from grail import io
 from grail.audit import audit
 from grail.batching import Encoded, encode_all
+from grail.compare import write_comparison
 from grail.config import ConfigError, RunConfig, build_config
 from grail.data.builtin import builtin_benchmark
 from grail.data.examples import Benchmark
+from grail.data.general import OOD_RETAIN_TEXT
 from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
-from grail.evaluation import evaluate
+from grail.evaluation import evaluate, text_items
+from grail.methods import Method, get_method
 from grail.models import cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
 from grail.report import results_document, write_report
 from grail.stages.finetune import finetune
-from grail.stages.gradients import importance
-from grail.stages.localize import flatten_masks, localize, unflatten_masks
+from grail.stages.gradients import gradient_means, importance
+from grail.stages.localize import flatten_masks, localize, memflex_frozen, memflex_selection, unflatten_masks
 from grail.stages.unlearn import UpdateMasks, unlearn
 
 STAGES = ("finetune", "localize", "unlearn", "evaluate")
@@ -212,38 +216,88 @@ class Run:
         return masks
 
     def stage3_unlearn(self) -> None:
-        target = self.path("adapter_unlearned")
+        self.unlearn_method(get_method("grail"))
+
+    def method_folder(self, name: str) -> Path:
+        """Where a method's adapter lives: GRAIL's is the run's own adapter_unlearned, the others' in methods/."""
+        return self.folder if name == "grail" else self.path(f"methods/{name}")
+
+    def memflex_masks(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Memflex's whole-tensor frozen masks, from signed-mean random-label gradients (cached)."""
+        path = self.path("memflex_gradients.safetensors")
+        if not path.is_file():
+            model = self.use_weights("adapter_vanilla")
+            generator = torch.Generator().manual_seed(self.config.seed)
+            means = {name: gradient_means(model, items, self.config.gradients, len(self.tokenizer),
+                                          self.tokenizer.pad_token_id, generator, False, self.device)
+                     for name, items in self.datasets().items()}
+            io.save_tensors(path, {f"{d}:{p}": t for d, by_param in means.items() for p, t in by_param.items()})
+        flat = io.load_tensors(path)
+        means: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in flat.items():
+            dataset, param = key.split(":", 1)
+            means.setdefault(dataset, {})[param] = value
+        loc = self.config.localize
+        selections = [memflex_selection(means[f"{d}/forget"], means[f"{d}/retain"], loc.memflex_mu, loc.memflex_sigma)
+                      for d in self.benchmark.domain_names]
+        shapes = {name: t.shape for name, t in means[f"{self.benchmark.domain_names[0]}/forget"].items()}
+        frozen = memflex_frozen(selections, shapes)
+        return {"op_ur": {n: torch.zeros_like(m) for n, m in frozen.items()},  # Memflex has no OP sets
+                "op_rr": {n: torch.zeros_like(m) for n, m in frozen.items()}, "frozen": frozen}
+
+    def unlearn_method(self, method: Method) -> Path:
+        """Stage 3 with ``method``'s objective, masks and retain data, from the vanilla adapter."""
+        folder = self.method_folder(method.name)
+        target = folder / "adapter_unlearned"
         if target.is_dir():
-            return
-        masks = self.stage2_masks()
+            return target
+        cfg = self.config
+        unlearn_cfg = dataclasses.replace(cfg.unlearn, **method.unlearn)
+        localize_cfg = dataclasses.replace(cfg.localize, **method.localize)
+        masks = None
+        if method.masks == "grail":
+            masks = localize(self.stage1_gradients(), self.benchmark.domain_names, localize_cfg) \
+                if method.localize else self.stage2_masks()
+        elif method.masks == "memflex":
+            masks = self.memflex_masks()
+        if masks is not None and folder != self.folder:
+            io.save_tensors(folder / "masks.safetensors", flatten_masks(masks))
+        policy_masks = UpdateMasks.for_policy(masks, unlearn_cfg.policy, localize_cfg.use_op_ur,
+                                              localize_cfg.use_op_rr)
         started = time.time()
         model = self.use_weights("adapter_vanilla")  # a matching checkpoint then overrides these weights
-        cfg = self.config
         encoded = self.encoded()
-        policy_masks = UpdateMasks.for_policy(masks, cfg.unlearn.policy, cfg.localize.use_op_ur, cfg.localize.use_op_rr)
+        retain = encoded["retain"]
+        if method.retain_data == "ood":
+            general = text_items(self.tokenizer, OOD_RETAIN_TEXT)
+            retain = {d: general for d in retain}
 
         def check() -> dict[str, dict[str, float]]:
             scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
                               cfg.evaluate.batch_size, self.device)
             return {d: {"US": s["US"], "RS": s["RS"]} for d, s in scores["domains"].items()}
 
-        log = unlearn(model, encoded["forget"], encoded["retain"], cfg.unlearn, self.tokenizer.pad_token_id,
-                      cfg.seed, policy_masks, check, self.path("checkpoints/unlearn"),
-                      cfg.fingerprint(), self.device, self.progress, self._epoch_hook("unlearn"))
+        checkpoints = self.path("checkpoints/unlearn" if method.name == "grail" else f"checkpoints/{method.name}")
+        log = unlearn(model, encoded["forget"], retain, unlearn_cfg, self.tokenizer.pad_token_id, cfg.seed,
+                      policy_masks, check, checkpoints, f"{cfg.fingerprint()}-{method.name}", self.device,
+                      self.progress, self._epoch_hook("unlearn"))
         with io.staged_dir(target) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
-        self._record_time("stage3_unlearn", time.time() - started)
+        self._record_time("stage3_unlearn" if method.name == "grail" else f"unlearn_{method.name}",
+                          time.time() - started)
+        return target
 
     # ---- evaluation and report ----------------------------------------------------------------------------
     def evaluate_model(self, name: str) -> dict:
-        """Scores of ``vanilla`` or ``unlearned`` (cached in RUN/evaluations/<name>.json)."""
+        """Scores of ``vanilla``, ``unlearned`` (GRAIL) or a method's model (cached in RUN/evaluations/<name>.json)."""
         path = self.path(f"evaluations/{name}.json")
         if path.is_file():
             return io.read_json(path)
         started = time.time()
         cfg = self.config
-        model = self.use_weights(f"adapter_{name}")
+        weights = f"adapter_{name}" if name in ("vanilla", "unlearned") else f"methods/{name}/adapter_unlearned"
+        model = self.use_weights(weights)
         scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
                           cfg.evaluate.batch_size, self.device,
                           cfg.evaluate.max_new_tokens if cfg.evaluate.generate else None,
@@ -260,6 +314,16 @@ class Run:
         io.write_json(self.path("results.json"), document)
         write_report(self.path("report.md"), document)
         return document
+
+    def compare(self, names: list[str]) -> dict:
+        """Run (or reuse) every named method and write the comparison tables under RUN/comparison/."""
+        methods = [get_method(n) for n in names]  # unknown names fail before any work
+        self.run("unlearn")
+        scores = {"vanilla": self.evaluate_model("vanilla")}
+        for method in methods:
+            self.unlearn_method(method)
+            scores[method.name] = self.evaluate_model("unlearned" if method.name == "grail" else method.name)
+        return write_comparison(self.path("comparison"), scores)
 
     def run(self, until: str = "evaluate") -> dict | None:
         """Run the pipeline up to and including ``until`` (one of STAGES), skipping what is done."""

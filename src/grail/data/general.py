@@ -69,3 +69,20 @@ GENERAL_TEXT: list[str] = [
     "Good sleep helps the body recover and the mind remember what it learned during the day. Adults usually "
     "need between seven and nine hours of sleep each night.",
 ]
+
+# Out-of-distribution retain data for the baselines that descend (or match KL) on general text; kept apart
+# from GENERAL_TEXT, which is only ever evaluated.
+OOD_RETAIN_TEXT: list[str] = [
+    "A lighthouse warns ships away from rocks at night. Its lamp turns slowly, and each lighthouse has its own "
+    "pattern of flashes so that sailors can tell which one they are looking at.",
+    "Snow forms when water vapour freezes high in the clouds. Each flake grows into a six-sided crystal, and no "
+    "two flakes take exactly the same shape on their way down.",
+    "Markets have sold fresh food in town squares for centuries. Farmers bring vegetables, cheese and eggs, and "
+    "buyers often know the people who grew what they take home.",
+    "A bicycle turns the push of the rider's legs into motion. Gears let the rider climb hills with less effort "
+    "or ride faster on flat roads.",
+    "Owls hunt mostly at night. Their soft feathers make almost no sound in flight, and their large eyes and "
+    "sharp hearing help them find mice in the dark.",
+    "Tea is made by pouring hot water over dried leaves. Black, green and white teas all come from the same "
+    "plant; they differ in how the leaves are dried and processed.",
+]

@@ -1,0 +1,60 @@
+"""The unlearning methods the paper compares (Table I, VI) and a few beyond it, each a small registered unit.
+
+A method is stage 3 with: an objective (``unlearn`` overrides: forget and retain objectives and weights),
+the parameters it may move (``masks``: none, GRAIL's frozen set under ``localize`` overrides, or Memflex's
+tensor selection) and its retain data (the domains' retain sets, ``id``, or general text, ``ood``). Every
+method starts from the same vanilla adapter and is scored by the same evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    unlearn: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the run's ``unlearn`` config."""
+    masks: Literal["none", "grail", "memflex"] = "none"
+    localize: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the run's ``localize`` config (GRAIL's ablations)."""
+    retain_data: Literal["id", "ood"] = "id"
+
+
+_NO_RETAIN = {"retain_weight": 0.0}
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("ga", "Gradient Ascent on all forget data", {**_NO_RETAIN, "forget_weight": 1.0, "ascent_stop": "never"}),
+    Method("random-labels", "Fine-tuning with Random Labels: descent on forget prompts with random answers",
+           {**_NO_RETAIN, "forget_objective": "random_labels", "forget_weight": 1.0}),
+    Method("adversarial", "Unlearning with Adversarial Samples: descent on the vanilla model's best wrong tokens",
+           {**_NO_RETAIN, "forget_objective": "adversarial", "forget_weight": 1.0}),
+    Method("ga-gd-id", "GA + gradient descent on the domains' retain sets"),
+    Method("ga-gd-ood", "GA + gradient descent on general text", retain_data="ood"),
+    Method("ga-kl-id", "GA + KL to the vanilla model on the domains' retain sets", {"retain_objective": "kl"}),
+    Method("ga-kl-ood", "GA + KL to the vanilla model on general text", {"retain_objective": "kl"},
+           retain_data="ood"),
+    Method("memflex", "Memflex: tensor-level localization (cosine and magnitude thresholds), GA + GD",
+           masks="memflex"),
+    Method("grail", "GRAIL: parameter-wise localization, F = OP-UR | OP-RR frozen", masks="grail"),
+    Method("grail-no-op-ur", "GRAIL without OP-UR", masks="grail", localize={"use_op_ur": False}),
+    Method("grail-no-op-rr", "GRAIL without OP-RR", masks="grail", localize={"use_op_rr": False}),
+    Method("grail-no-both", "GRAIL without OP-UR and OP-RR (nothing frozen)", masks="grail",
+           localize={"use_op_ur": False, "use_op_rr": False}),
+    Method("npo", "NPO on forget data + GD on retain data", {"forget_objective": "npo", "forget_weight": 1.0}),
+    Method("npo-grail", "NPO + GD with GRAIL's frozen set", {"forget_objective": "npo", "forget_weight": 1.0},
+           masks="grail"),
+]}
+
+TABLE_I = ["ga", "random-labels", "adversarial", "ga-gd-id", "ga-gd-ood", "ga-kl-id", "ga-kl-ood", "memflex",
+           "grail"]
+ABLATIONS = ["grail", "grail-no-op-ur", "grail-no-op-rr", "grail-no-both"]
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; known: {sorted(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,85 @@
+"""`grail compare` on the tiny model: every method runs, moves only what it may, and lands in the tables."""
+
+import hashlib
+
+import pytest
+import torch
+import yaml
+
+from grail import io
+from grail.audit import bits_changed
+from grail.cli import main
+from grail.methods import METHODS
+from grail.models import read_trainable_file
+
+TINY = {
+    "model": {"name": "tiny", "adapter": "full"},
+    "data": {"people": 1, "books": 1},
+    "finetune": {"epochs": 5, "lr": 3e-3},
+    "unlearn": {"epochs": 2, "lr": 2e-3, "batch_size": 4, "target_us": None},  # a barely trained vanilla
+    "localize": {"memflex_mu": 0.99, "memflex_sigma": 0.0},  # the reference thresholds select nothing here
+    "evaluate": {"max_new_tokens": 4, "probe": False},
+}
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "cmp"
+    config = folder.parent / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRAIL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        assert main(["run", "--config", str(config), "--out", str(folder), "--quiet"]) == 0
+        vanilla_hash = hashlib.sha256((folder / "adapter_vanilla" / "trained_weights.safetensors").read_bytes())
+        assert main(["compare", "--out", str(folder), "--quiet", "--methods", ",".join(METHODS)]) == 0
+    return folder, vanilla_hash.hexdigest()
+
+
+def _weights(folder, name):
+    sub = folder if name == "grail" else folder / "methods" / name
+    return read_trainable_file(sub / "adapter_unlearned"), sub
+
+
+def test_tables_hold_every_method(compared):
+    folder, _ = compared
+    document = io.read_json(folder / "comparison" / "comparison.json")
+    assert [row[0] for row in document["table1"]["rows"]] == ["vanilla", *METHODS]
+    assert [row[0] for row in document["table5_hs"]["rows"]] == ["vanilla", *METHODS]
+    for stem in ("table1", "table5_hs"):
+        text = (folder / "comparison" / f"{stem}.md").read_text()
+        assert all(f"| {name} |" in text for name in METHODS)
+        assert (folder / "comparison" / f"{stem}.csv").read_text().count("\n") == len(METHODS) + 2
+
+
+@pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.masks != "none"])
+def test_masked_methods_never_move_their_frozen_entries(compared, name):
+    folder, _ = compared
+    vanilla = read_trainable_file(folder / "adapter_vanilla")
+    after, sub = _weights(folder, name)
+    masks = io.load_tensors(sub / "masks.safetensors")
+    moved_free = 0
+    for param, before in vanilla.items():
+        changed = bits_changed(before, after[param])
+        frozen = masks[f"frozen.{param}"]
+        assert not (changed & frozen).any(), f"{name}: frozen entries of {param} moved"
+        moved_free += int((changed & ~frozen).sum())
+        if METHODS[name].masks == "memflex":  # whole tensors: frozen or not
+            assert frozen.all() or not frozen.any()
+    assert moved_free > 0
+
+
+@pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.masks == "none"])
+def test_unmasked_methods_move_every_tensor_and_leave_the_reference_alone(compared, name):
+    folder, vanilla_hash = compared
+    vanilla = read_trainable_file(folder / "adapter_vanilla")
+    after, _ = _weights(folder, name)
+    assert all(not torch.equal(before, after[p]) for p, before in vanilla.items())
+    # the vanilla model (GA+KL's reference) is never written to
+    assert hashlib.sha256((folder / "adapter_vanilla" / "trained_weights.safetensors").read_bytes()).hexdigest() \
+        == vanilla_hash
+
+
+def test_unknown_method_is_refused_before_any_work(compared, capsys):
+    folder, _ = compared
+    assert main(["compare", "--out", str(folder), "--quiet", "--methods", "grail,magic"]) == 2
+    assert "unknown ['magic']" in capsys.readouterr().err
