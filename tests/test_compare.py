@@ -51,7 +51,7 @@ def test_tables_hold_every_method(compared):
         assert (folder / "comparison" / f"{stem}.csv").read_text().count("\n") == len(METHODS) + 2
 
 
-@pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.masks != "none"])
+@pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.masks != "none" and not m.sequential])
 def test_masked_methods_never_move_their_frozen_entries(compared, name):
     folder, _ = compared
     vanilla = read_trainable_file(folder / "adapter_vanilla")
@@ -77,6 +77,28 @@ def test_unmasked_methods_move_every_tensor_and_leave_the_reference_alone(compar
     # the vanilla model (GA+KL's reference) is never written to
     assert hashlib.sha256((folder / "adapter_vanilla" / "trained_weights.safetensors").read_bytes()).hexdigest() \
         == vanilla_hash
+
+
+@pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.sequential])
+def test_sequential_strategies_keep_each_phases_frozen_set(compared, name):
+    """Entries frozen in every phase never move; each phase's masks are its single domain's GRAIL masks."""
+    folder, _ = compared
+    vanilla = read_trainable_file(folder / "adapter_vanilla")
+    after, sub = _weights(folder, name)
+    phase_masks = [io.load_tensors(sub / f"masks_{d}.safetensors") for d in METHODS[name].domains]
+    for param, before in vanilla.items():
+        always = phase_masks[0][f"frozen.{param}"] & phase_masks[1][f"frozen.{param}"]
+        assert not (bits_changed(before, after[param]) & always).any()
+
+
+def test_single_domain_strategies_unlearn_only_their_domain(compared):
+    folder, _ = compared
+    for name, domain in (("only-privacy", "privacy"), ("only-copyright", "copyright")):
+        _, sub = _weights(folder, name)
+        log = io.read_json(sub / "adapter_unlearned" / "training_log.json")
+        assert log and all(epoch["ascending"] == [domain] for epoch in log)
+    log = io.read_json(folder / "methods" / "sequential-c-p" / "adapter_unlearned" / "training_log.json")
+    assert [e["ascending"] for e in log] == [["copyright"]] * 2 + [["privacy"]] * 2
 
 
 def test_unknown_method_is_refused_before_any_work(compared, capsys):

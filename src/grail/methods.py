@@ -18,10 +18,15 @@ class Method:
     description: str
     unlearn: dict[str, Any] = field(default_factory=dict)
     """Overrides of the run's ``unlearn`` config."""
-    masks: Literal["none", "grail", "memflex"] = "none"
+    masks: Literal["none", "grail", "grail-per-domain", "memflex"] = "none"
+    """``grail-per-domain``: each domain's own GRAIL masks, merged without cross-domain overlap handling."""
     localize: dict[str, Any] = field(default_factory=dict)
     """Overrides of the run's ``localize`` config (GRAIL's ablations)."""
     retain_data: Literal["id", "ood"] = "id"
+    domains: tuple[str, ...] | None = None
+    """The domains this method unlearns (None: all); with ``sequential``, one after the other in this order,
+    each with its own single-domain GRAIL masks."""
+    sequential: bool = False
 
 
 _NO_RETAIN = {"retain_weight": 0.0}
@@ -44,6 +49,14 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("grail-no-op-rr", "GRAIL without OP-RR", masks="grail", localize={"use_op_rr": False}),
     Method("grail-no-both", "GRAIL without OP-UR and OP-RR (nothing frozen)", masks="grail",
            localize={"use_op_ur": False, "use_op_rr": False}),
+    Method("only-privacy", "GRAIL on the privacy domain alone", masks="grail", domains=("privacy",)),
+    Method("only-copyright", "GRAIL on the copyright domain alone", masks="grail", domains=("copyright",)),
+    Method("sequential-p-c", "GRAIL on privacy, then on copyright", masks="grail", domains=("privacy", "copyright"),
+           sequential=True),
+    Method("sequential-c-p", "GRAIL on copyright, then on privacy", masks="grail", domains=("copyright", "privacy"),
+           sequential=True),
+    Method("combined-no-overlap", "Both domains at once, each domain's own masks merged (no overlap handling)",
+           masks="grail-per-domain"),
     Method("npo", "NPO on forget data + GD on retain data", {"forget_objective": "npo", "forget_weight": 1.0}),
     Method("npo-grail", "NPO + GD with GRAIL's frozen set", {"forget_objective": "npo", "forget_weight": 1.0},
            masks="grail"),
@@ -52,6 +65,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
 TABLE_I = ["ga", "random-labels", "adversarial", "ga-gd-id", "ga-gd-ood", "ga-kl-id", "ga-kl-ood", "memflex",
            "grail"]
 ABLATIONS = ["grail", "grail-no-op-ur", "grail-no-op-rr", "grail-no-both"]
+STRATEGIES = ["only-privacy", "sequential-p-c", "only-copyright", "sequential-c-p", "combined-no-overlap", "grail"]
 
 
 def get_method(name: str) -> Method:

@@ -20,7 +20,8 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, reduce
+from operator import or_
 from pathlib import Path
 
 import torch
@@ -254,33 +255,49 @@ class Run:
         cfg = self.config
         unlearn_cfg = dataclasses.replace(cfg.unlearn, **method.unlearn)
         localize_cfg = dataclasses.replace(cfg.localize, **method.localize)
-        masks = None
-        if method.masks == "grail":
-            masks = localize(self.stage1_gradients(), self.benchmark.domain_names, localize_cfg) \
-                if method.localize else self.stage2_masks()
-        elif method.masks == "memflex":
-            masks = self.memflex_masks()
-        if masks is not None and folder != self.folder:
-            io.save_tensors(folder / "masks.safetensors", flatten_masks(masks))
-        policy_masks = UpdateMasks.for_policy(masks, unlearn_cfg.policy, localize_cfg.use_op_ur,
-                                              localize_cfg.use_op_rr)
+        domains = list(method.domains or self.benchmark.domain_names)
+        self.benchmark.select(domains)  # unknown domains fail here, before any work
+        # Phases: (name, domains unlearned, masks); one phase unless the method goes domain by domain.
+        if method.sequential:
+            phases = [(f"{method.name}-{d}", [d], localize(self.stage1_gradients(), [d], localize_cfg))
+                      for d in domains]
+        else:
+            masks = None
+            if method.masks == "grail":
+                masks = self.stage2_masks() if not method.localize and method.domains is None else \
+                    localize(self.stage1_gradients(), domains, localize_cfg)
+            elif method.masks == "grail-per-domain":
+                per_domain = [localize(self.stage1_gradients(), [d], localize_cfg) for d in domains]
+                masks = {kind: {p: reduce(or_, (m[kind][p] for m in per_domain)) for p in per_domain[0][kind]}
+                         for kind in per_domain[0]}
+            elif method.masks == "memflex":
+                masks = self.memflex_masks()
+            phases = [(method.name, domains, masks)]
         started = time.time()
         model = self.use_weights("adapter_vanilla")  # a matching checkpoint then overrides these weights
         encoded = self.encoded()
-        retain = encoded["retain"]
-        if method.retain_data == "ood":
-            general = text_items(self.tokenizer, OOD_RETAIN_TEXT)
-            retain = {d: general for d in retain}
 
         def check() -> dict[str, dict[str, float]]:
             scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
                               cfg.evaluate.batch_size, self.device)
             return {d: {"US": s["US"], "RS": s["RS"]} for d, s in scores["domains"].items()}
 
-        checkpoints = self.path("checkpoints/unlearn" if method.name == "grail" else f"checkpoints/{method.name}")
-        log = unlearn(model, encoded["forget"], retain, unlearn_cfg, self.tokenizer.pad_token_id, cfg.seed,
-                      policy_masks, check, checkpoints, f"{cfg.fingerprint()}-{method.name}", self.device,
-                      self.progress, self._epoch_hook("unlearn"))
+        log = []
+        for phase, phase_domains, masks in phases:
+            if masks is not None and folder != self.folder:
+                suffix = f"_{phase_domains[0]}" if method.sequential else ""
+                io.save_tensors(folder / f"masks{suffix}.safetensors", flatten_masks(masks))
+            forget = {d: encoded["forget"][d] for d in phase_domains}
+            retain = {d: encoded["retain"][d] for d in phase_domains}
+            if method.retain_data == "ood":
+                general = text_items(self.tokenizer, OOD_RETAIN_TEXT)
+                retain = {d: general for d in retain}
+            policy_masks = UpdateMasks.for_policy(masks, unlearn_cfg.policy, localize_cfg.use_op_ur,
+                                                  localize_cfg.use_op_rr)
+            checkpoints = self.path("checkpoints/unlearn" if phase == "grail" else f"checkpoints/{phase}")
+            log += unlearn(model, forget, retain, unlearn_cfg, self.tokenizer.pad_token_id, cfg.seed, policy_masks,
+                           check, checkpoints, f"{cfg.fingerprint()}-{phase}", self.device, self.progress,
+                           self._epoch_hook("unlearn"))
         with io.staged_dir(target) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
