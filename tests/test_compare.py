@@ -9,7 +9,7 @@ import yaml
 from grail import io
 from grail.audit import bits_changed
 from grail.cli import main
-from grail.methods import METHODS
+from grail.methods import ABLATIONS, METHODS, STRATEGIES
 from grail.models import read_trainable_file
 
 TINY = {
@@ -45,6 +45,8 @@ def test_tables_hold_every_method(compared):
     document = io.read_json(folder / "comparison" / "comparison.json")
     assert [row[0] for row in document["table1"]["rows"]] == ["vanilla", *METHODS]
     assert [row[0] for row in document["table5_hs"]["rows"]] == ["vanilla", *METHODS]
+    assert [row[0] for row in document["table4_strategies"]["rows"]] == ["vanilla", *STRATEGIES]
+    assert [row[0] for row in document["table6_ablations"]["rows"]] == ["vanilla", *ABLATIONS]
     for stem in ("table1", "table5_hs"):
         text = (folder / "comparison" / f"{stem}.md").read_text()
         assert all(f"| {name} |" in text for name in METHODS)

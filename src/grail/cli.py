@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             tables = run.compare(names)
             from grail.compare import markdown
 
-            print(markdown(tables["table1"]["header"], tables["table1"]["rows"]))
-            print(markdown(tables["table5_hs"]["header"], tables["table5_hs"]["rows"]))
+            for table in ("table1", "table5_hs", "table4_strategies", "table6_ablations"):
+                if table in tables:
+                    print(markdown(tables[table]["header"], tables[table]["rows"]))
             print(f"tables: {folder / 'comparison'}")
             return 0
         until = "evaluate" if args.command == "run" else args.command

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from grail import io
+from grail.methods import ABLATIONS, STRATEGIES
 
 
 def _number(value) -> float:
@@ -59,13 +60,27 @@ def _csv(header: list[str], rows: list[list]) -> str:
     return buffer.getvalue()
 
 
+def success_rows(scores: dict[str, dict], names: list[str]) -> tuple[list[str], list[list]]:
+    """Tables IV and VI: US and RS per domain and the average success, for the named methods present."""
+    domains = list(next(iter(scores.values()))["domains"])
+    header = ["method", *(f"{d} {k}" for d in domains for k in ("US", "RS")), "avg. success"]
+    rows = [[n, *(scores[n]["domains"][d][k] for d in domains for k in ("US", "RS")), scores[n]["average"]["success"]]
+            for n in ["vanilla", *names] if n in scores]
+    return header, rows
+
+
 def write_comparison(folder: Path, scores: dict[str, dict]) -> dict:
-    """Write table1.{md,csv}, table5_hs.{md,csv} and comparison.json; returns the JSON document."""
+    """Write Table I, IV, V and VI as Markdown and CSV, and comparison.json; returns the JSON document."""
     header_1, rows_1, header_5, rows_5 = table_rows(scores)
-    for stem, header, rows in (("table1", header_1, rows_1), ("table5_hs", header_5, rows_5)):
+    tables = {"table1": (header_1, rows_1), "table4_strategies": success_rows(scores, STRATEGIES),
+              "table5_hs": (header_5, rows_5), "table6_ablations": success_rows(scores, ABLATIONS)}
+    document: dict = {}
+    for stem, (header, rows) in tables.items():
+        if len(rows) <= 1:  # only the vanilla row: none of this table's methods ran
+            continue
         io.write_text(folder / f"{stem}.md", markdown(header, rows))
         io.write_text(folder / f"{stem}.csv", _csv(header, rows))
-    document = {"table1": {"header": header_1, "rows": rows_1}, "table5_hs": {"header": header_5, "rows": rows_5},
-                "general": {name: s.get("general") for name, s in scores.items()}}
+        document[stem] = {"header": header, "rows": rows}
+    document["general"] = {name: s.get("general") for name, s in scores.items()}
     io.write_json(folder / "comparison.json", document)
     return document
