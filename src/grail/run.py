@@ -38,6 +38,7 @@ from grail.data.examples import Benchmark
 from grail.data.general import OOD_RETAIN_TEXT
 from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
 from grail.evaluation import evaluate, text_items
+from grail.figures import plot_jaccard, plot_scatter, top_sets
 from grail.methods import Method, get_method
 from grail.models import cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
 from grail.report import results_document, write_report
@@ -340,6 +341,9 @@ class Run:
         for method in methods:
             self.unlearn_method(method)
             scores[method.name] = self.evaluate_model("unlearned" if method.name == "grail" else method.name)
+        plot_jaccard(top_sets(self.stage1_gradients(), self.config.localize.k_ur),
+                     self.path("comparison/fig3_jaccard.png"))
+        plot_scatter(scores, self.path("comparison/forget_vs_retain.png"))
         return write_comparison(self.path("comparison"), scores)
 
     def run(self, until: str = "evaluate") -> dict | None:

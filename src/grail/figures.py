@@ -1,0 +1,97 @@
+"""Figures: the Jaccard overlap of the datasets' top-k parameter sets (paper Fig. 3) and a forget-vs-retain
+scatter of methods. Overlaps are computed with torch on the bool masks; matplotlib only draws."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from grail.stages.localize import top_k_mask
+
+LAYER = re.compile(r"layers\.(\d+)\.")
+
+
+Masks = dict[str, dict[str, torch.Tensor]]
+"""{dataset: {parameter name: bool tensor}}."""
+
+
+def top_sets(importance: Masks, percent: float = 10.0) -> Masks:
+    """Per dataset, per tensor, the top ``percent`` % entries (the T_k of Eq. 4)."""
+    return {dataset: {p: top_k_mask(s, percent) for p, s in by_param.items()}
+            for dataset, by_param in importance.items()}
+
+
+def jaccard_matrix(sets: dict[str, dict[str, torch.Tensor]], params: list[str] | None = None) -> torch.Tensor:
+    """|A ∩ B| / |A ∪ B| between every two datasets' sets, over the given tensors (default: all)."""
+    names = list(sets)
+    params = params if params is not None else list(sets[names[0]])
+    flat = torch.stack([torch.cat([sets[n][p].flatten() for p in params]) for n in names]).float()
+    inter = flat @ flat.T
+    sizes = flat.sum(1)
+    union = sizes[:, None] + sizes[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
+
+
+def jaccard_by_layer(sets: dict[str, dict[str, torch.Tensor]]) -> dict[int, torch.Tensor]:
+    """The Jaccard matrix of each transformer layer's tensors (layer index from the parameter name)."""
+    layers: dict[int, list[str]] = {}
+    for p in next(iter(sets.values())):
+        match = LAYER.search(p)
+        if match:
+            layers.setdefault(int(match.group(1)), []).append(p)
+    return {layer: jaccard_matrix(sets, params) for layer, params in sorted(layers.items())}
+
+
+def plot_jaccard(sets: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(sets)
+    whole = jaccard_matrix(sets)
+    by_layer = jaccard_by_layer(sets)
+    pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1, 2.2]})
+    image = left.imshow(whole.numpy(), vmin=0, vmax=1, cmap="viridis")
+    left.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    left.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            left.text(j, i, f"{whole[i, j]:.2f}", ha="center", va="center", color="w" if whole[i, j] < 0.6 else "k")
+    left.set_title("whole model")
+    if by_layer:
+        grid = torch.stack([torch.stack([m[i, j] for i, j in pairs]) for m in by_layer.values()]).T
+        right.imshow(grid.numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        right.set_yticks(range(len(pairs)), [f"{names[i]} ∩ {names[j]}" for i, j in pairs])
+        right.set_xticks(range(len(by_layer)), list(by_layer))
+        right.set_xlabel("layer")
+        right.set_title("per layer")
+    fig.colorbar(image, ax=[left, right], label="Jaccard similarity of top-k sets")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_scatter(scores: dict[str, dict], path: Path) -> None:
+    """Average Unlearning Success vs average Retention Success, one point per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for name, s in scores.items():
+        us, rs = s["average"]["US"], s["average"]["RS"]
+        ax.scatter(us, rs, s=40, color="tab:red" if name.startswith("grail") else "tab:blue")
+        ax.annotate(name, (us, rs), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("Unlearning Success, avg. over domains (%)")
+    ax.set_ylabel("Retention Success, avg. over domains (%)")
+    ax.set_xlim(-5, 105)
+    ax.set_ylim(-5, 105)
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
