@@ -54,7 +54,7 @@ def plot_jaccard(sets: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
     whole = jaccard_matrix(sets)
     by_layer = jaccard_by_layer(sets)
     pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1, 2.2]})
+    fig, (left, right) = plt.subplots(2, 1, figsize=(10, 10), gridspec_kw={"height_ratios": [1.2, 1], "hspace": 0.45})
     image = left.imshow(whole.numpy(), vmin=0, vmax=1, cmap="viridis")
     left.set_xticks(range(len(names)), names, rotation=45, ha="right")
     left.set_yticks(range(len(names)), names)
