@@ -107,3 +107,15 @@ def test_unknown_method_is_refused_before_any_work(compared, capsys):
     folder, _ = compared
     assert main(["compare", "--out", str(folder), "--quiet", "--methods", "grail,magic"]) == 2
     assert "unknown ['magic']" in capsys.readouterr().err
+
+
+def test_sweep_runs_grail_per_k_and_draws_fig4(compared):
+    folder, _ = compared
+    assert main(["sweep", "--out", str(folder), "--quiet", "--k-ur", "5,20", "--k-rr", "30"]) == 0
+    sweep = io.read_json(folder / "comparison" / "sweep.json")
+    assert list(sweep) == ["grail-kur-5", "grail-kur-20", "grail-krr-30"]
+    assert (folder / "comparison" / "fig4_sweep.png").stat().st_size > 1000
+    frozen = {n: sum(int(m.sum()) for k, m in io.load_tensors(folder / "methods" / n / "masks.safetensors").items()
+                     if k.startswith("op_ur.")) for n in ("grail-kur-5", "grail-kur-20")}
+    assert frozen["grail-kur-5"] < frozen["grail-kur-20"]
+    assert main(["sweep", "--out", str(folder), "--quiet", "--k-ur", "five"]) == 2

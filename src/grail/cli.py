@@ -18,6 +18,7 @@ STAGE_HELP = {
     "unlearn": "up to stage 3: the unlearned adapter",
     "evaluate": "everything, then score the vanilla and unlearned models and write results.json and report.md",
     "compare": "run several unlearning methods on the run's vanilla model and write tables in the paper's shape",
+    "sweep": "GRAIL over k_UR and k_RR (paper Fig. 4)",
 }
 
 
@@ -36,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["compare"].add_argument(
         "--methods", default=",".join(TABLE_I),
         help=f"comma-separated methods (default: the paper's Table I set); known: {', '.join(sorted(METHODS))}")
+    commands.choices["sweep"].add_argument("--k-ur", default="5,10,15,20", help="k_UR values (k_RR fixed)")
+    commands.choices["sweep"].add_argument("--k-rr", default="10,20,30,40", help="k_RR values (k_UR fixed)")
     audit_parser = commands.add_parser("audit", help="check that every frozen entry is bit-identical")
     audit_parser.add_argument("run", type=Path, help="a finished run folder")
     return parser
@@ -86,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
                 if table in tables:
                     print(markdown(tables[table]["header"], tables[table]["rows"]))
             print(f"tables: {folder / 'comparison'}")
+            return 0
+        if args.command == "sweep":
+            try:
+                k_ur, k_rr = ([float(k) for k in value.split(",") if k] for value in (args.k_ur, args.k_rr))
+            except ValueError:
+                raise ConfigError("--k-ur / --k-rr: comma-separated percentages, e.g. 5,10,20") from None
+            run.sweep(k_ur, k_rr)
+            print(f"sweep: {folder / 'comparison' / 'fig4_sweep.png'}")
             return 0
         until = "evaluate" if args.command == "run" else args.command
         document = run.run(until)

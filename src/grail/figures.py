@@ -95,3 +95,29 @@ def plot_scatter(scores: dict[str, dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_sweep(scores: dict[str, dict], path: Path) -> None:
+    """US and RS bars per domain for each swept setting (paper Fig. 4), with their average as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(scores)
+    domains = list(next(iter(scores.values()))["domains"])
+    fig, axes = plt.subplots(1, len(domains), figsize=(6 * len(domains), 4), squeeze=False)
+    for ax, domain in zip(axes[0], domains):
+        us = [scores[n]["domains"][domain]["US"] for n in names]
+        rs = [scores[n]["domains"][domain]["RS"] for n in names]
+        x = torch.arange(len(names)).float()
+        ax.bar((x - 0.2).tolist(), us, width=0.4, color="tab:orange", label="Unlearning Success")
+        ax.bar((x + 0.2).tolist(), rs, width=0.4, color="tab:green", label="Retention Success")
+        ax.plot(x.tolist(), [(u + r) / 2 for u, r in zip(us, rs)], color="k", marker="o", label="avg.")
+        ax.set_xticks(x.tolist(), [n.replace("grail-", "") for n in names], rotation=30)
+        ax.set_ylim(0, 105)
+        ax.set_title(domain)
+    axes[0][0].legend(loc="lower left", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

@@ -68,6 +68,15 @@ ABLATIONS = ["grail", "grail-no-op-ur", "grail-no-op-rr", "grail-no-both"]
 STRATEGIES = ["only-privacy", "sequential-p-c", "only-copyright", "sequential-c-p", "combined-no-overlap", "grail"]
 
 
+def sweep_methods(k_ur: list[float], k_rr: list[float], fixed_ur: float = 10.0,
+                  fixed_rr: float = 20.0) -> list[Method]:
+    """GRAIL at each k_UR (k_RR fixed) and each k_RR (k_UR fixed), as in the paper's Fig. 4."""
+    return ([Method(f"grail-kur-{k:g}", f"GRAIL, k_UR = {k:g} %", masks="grail",
+                    localize={"k_ur": k, "k_rr": fixed_rr}) for k in k_ur]
+            + [Method(f"grail-krr-{k:g}", f"GRAIL, k_RR = {k:g} %", masks="grail",
+                      localize={"k_ur": fixed_ur, "k_rr": k}) for k in k_rr])
+
+
 def get_method(name: str) -> Method:
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; known: {sorted(METHODS)}")

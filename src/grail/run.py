@@ -38,8 +38,8 @@ from grail.data.examples import Benchmark
 from grail.data.general import OOD_RETAIN_TEXT
 from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
 from grail.evaluation import evaluate, text_items
-from grail.figures import plot_jaccard, plot_scatter, top_sets
-from grail.methods import Method, get_method
+from grail.figures import plot_jaccard, plot_scatter, plot_sweep, top_sets
+from grail.methods import Method, get_method, sweep_methods
 from grail.models import cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
 from grail.report import results_document, write_report
 from grail.stages.finetune import finetune
@@ -333,14 +333,29 @@ class Run:
         write_report(self.path("report.md"), document)
         return document
 
-    def compare(self, names: list[str]) -> dict:
-        """Run (or reuse) every named method and write the comparison tables under RUN/comparison/."""
-        methods = [get_method(n) for n in names]  # unknown names fail before any work
+    def method_scores(self, methods: list[Method]) -> dict[str, dict]:
+        """Run (or reuse) each method; the vanilla model's and their scores, by name."""
         self.run("unlearn")
         scores = {"vanilla": self.evaluate_model("vanilla")}
         for method in methods:
             self.unlearn_method(method)
             scores[method.name] = self.evaluate_model("unlearned" if method.name == "grail" else method.name)
+        return scores
+
+    def sweep(self, k_ur: list[float], k_rr: list[float]) -> dict[str, dict]:
+        """GRAIL over k_UR and k_RR (paper Fig. 4): RUN/comparison/fig4_sweep.png and sweep.json."""
+        methods = sweep_methods(k_ur, k_rr, self.config.localize.k_ur, self.config.localize.k_rr)
+        scores = self.method_scores(methods)
+        plot_sweep({m.name: scores[m.name] for m in methods}, self.path("comparison/fig4_sweep.png"))
+        io.write_json(self.path("comparison/sweep.json"),
+                      {m.name: {"localize": m.localize, "domains": {d: {k: s[k] for k in ("US", "RS", "HS")}
+                                for d, s in scores[m.name]["domains"].items()}} for m in methods})
+        return scores
+
+    def compare(self, names: list[str]) -> dict:
+        """Run (or reuse) every named method and write the comparison tables under RUN/comparison/."""
+        methods = [get_method(n) for n in names]  # unknown names fail before any work
+        scores = self.method_scores(methods)
         plot_jaccard(top_sets(self.stage1_gradients(), self.config.localize.k_ur),
                      self.path("comparison/fig3_jaccard.png"))
         plot_scatter(scores, self.path("comparison/forget_vs_retain.png"))
