@@ -119,3 +119,37 @@ def test_sweep_runs_grail_per_k_and_draws_fig4(compared):
                      if k.startswith("op_ur.")) for n in ("grail-kur-5", "grail-kur-20")}
     assert frozen["grail-kur-5"] < frozen["grail-kur-20"]
     assert main(["sweep", "--out", str(folder), "--quiet", "--k-ur", "five"]) == 2
+
+
+LOCAL_TASK = """task: tiny_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: "{{{{answer}}}}"
+metric_list:
+  - metric: acc
+"""
+
+
+def test_general_evaluation_with_a_local_lm_eval_task_and_the_offline_fallback(compared, tmp_path, capsys):
+    folder, _ = compared
+    data = tmp_path / "tiny_mc.jsonl"
+    data.write_text('{"question": "What is the capital of France?", "choices": ["Paris", "Rome"], "answer": 0}\n'
+                    '{"question": "How many days are in a week?", "choices": ["three", "seven"], "answer": 1}\n')
+    (tmp_path / "tiny_mc.yaml").write_text(LOCAL_TASK.format(data=data))
+    assert main(["evaluate", "--out", str(folder), "--quiet", "--general", "--tasks", "tiny_mc",
+                 "--include-path", str(tmp_path)]) == 0
+    result = io.read_json(folder / "evaluations" / "general_vanilla.json")
+    assert result["source"] == "lm-eval" and 0.0 <= result["tasks"]["tiny_mc"] <= 100.0
+    table = (folder / "comparison" / "table2_general.md").read_text()
+    assert all(f"| {name} |" in table for name in ["vanilla", *METHODS])
+    # the hub is out of reach here: the paper's tasks fall back to the probe, with a message
+    assert main(["evaluate", "--out", str(folder), "--quiet", "--general", "--tasks", "arc_challenge",
+                 "--limit", "2"]) == 0
+    assert io.read_json(folder / "evaluations" / "general_grail.json")["source"] == "built-in probe"
+    assert "reporting the built-in probe instead" in capsys.readouterr().err

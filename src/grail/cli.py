@@ -9,6 +9,7 @@ from pathlib import Path
 
 from grail.config import PRESETS, ConfigError, load_config
 from grail.data.examples import DataError
+from grail.general_eval import DEFAULT_TASKS
 from grail.methods import METHODS, TABLE_I
 
 STAGE_HELP = {
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["compare"].add_argument(
         "--methods", default=",".join(TABLE_I),
         help=f"comma-separated methods (default: the paper's Table I set); known: {', '.join(sorted(METHODS))}")
+    general = commands.choices["evaluate"]
+    general.add_argument("--general", action="store_true",
+                         help="also run lm-eval tasks on every model of the run (paper Table II); offline, the "
+                              "built-in probe stands in for tasks that cannot be loaded")
+    general.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="lm-eval task names (with --general)")
+    general.add_argument("--include-path", help="a folder of local lm-eval task YAMLs (with --general)")
+    general.add_argument("--limit", type=int, help="examples per task (with --general)")
     commands.choices["sweep"].add_argument("--k-ur", default="5,10,15,20", help="k_UR values (k_RR fixed)")
     commands.choices["sweep"].add_argument("--k-rr", default="10,20,30,40", help="k_RR values (k_UR fixed)")
     audit_parser = commands.add_parser("audit", help="check that every frozen entry is bit-identical")
@@ -100,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         until = "evaluate" if args.command == "run" else args.command
         document = run.run(until)
+        if args.command == "evaluate" and args.general:
+            results = run.general_evaluation([t for t in args.tasks.split(",") if t], args.include_path, args.limit)
+            for name, r in results.items():
+                if r["source"] != "lm-eval":
+                    print(f"grail evaluate --general: {name}: {r['reason']}; reporting the built-in probe instead",
+                          file=sys.stderr)
+            print((folder / "comparison" / "table2_general.md").read_text())
     except (ConfigError, DataError, RunFolderError) as err:
         print(f"grail {args.command}: {err}", file=sys.stderr)
         return 2

@@ -43,6 +43,8 @@ def _cell(value) -> str:
         return value
     if math.isinf(value):
         return "inf"
+    if math.isnan(value):
+        return "-"
     return f"{value:.2e}" if abs(value) >= 1e4 else f"{value:.2f}"
 
 
@@ -84,3 +86,17 @@ def write_comparison(folder: Path, scores: dict[str, dict]) -> dict:
     document["general"] = {name: s.get("general") for name, s in scores.items()}
     io.write_json(folder / "comparison.json", document)
     return document
+
+
+def write_general_table(folder: Path, results: dict[str, dict]) -> None:
+    """Table II: each model's lm-eval accuracies (%) and their average, or its probe accuracy when offline."""
+    tasks = sorted({t for r in results.values() for t in r.get("tasks", {})})
+    header = ["model", *tasks, "avg.", "built-in probe %"]
+    rows = []
+    for name, r in results.items():
+        scores = [r.get("tasks", {}).get(t, math.nan) for t in tasks]
+        known = [s for s in scores if not math.isnan(s)]
+        probe = r["probe"]["probe_accuracy"] if "probe" in r else math.nan
+        rows.append([name, *scores, sum(known) / len(known) if known else math.nan, probe])
+    io.write_text(folder / "table2_general.md", markdown(header, rows))
+    io.write_text(folder / "table2_general.csv", _csv(header, rows))

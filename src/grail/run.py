@@ -31,7 +31,7 @@ from torch import nn
 from grail import io
 from grail.audit import audit
 from grail.batching import Encoded, encode_all
-from grail.compare import write_comparison
+from grail.compare import write_comparison, write_general_table
 from grail.config import ConfigError, RunConfig, build_config
 from grail.data.builtin import builtin_benchmark
 from grail.data.examples import Benchmark
@@ -39,6 +39,7 @@ from grail.data.general import OOD_RETAIN_TEXT
 from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
 from grail.evaluation import evaluate, text_items
 from grail.figures import plot_jaccard, plot_scatter, plot_sweep, top_sets
+from grail.general_eval import general_ability, task_manager
 from grail.methods import Method, get_method, sweep_methods
 from grail.models import cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
 from grail.report import results_document, write_report
@@ -351,6 +352,25 @@ class Run:
                       {m.name: {"localize": m.localize, "domains": {d: {k: s[k] for k in ("US", "RS", "HS")}
                                 for d, s in scores[m.name]["domains"].items()}} for m in methods})
         return scores
+
+    def general_evaluation(self, tasks: list[str], include_path: str | None, limit: int | None) -> dict[str, dict]:
+        """lm-eval (or the probe, offline) on the vanilla model, GRAIL and every method in RUN/methods/ (Table II);
+        writes evaluations/general_<model>.json and comparison/table2_general.{md,csv}."""
+        models = {"vanilla": "adapter_vanilla"}
+        if self.path("adapter_unlearned").is_dir():
+            models["grail"] = "adapter_unlearned"
+        for folder in sorted(self.path("methods").glob("*/adapter_unlearned")):
+            models[folder.parent.name] = str(folder.relative_to(self.folder))
+        results: dict[str, dict] = {}
+        manager = task_manager(include_path)
+        unavailable = None
+        for name, weights in models.items():
+            results[name] = general_ability(self.use_weights(weights), self.tokenizer, tasks, manager, limit,
+                                            self.config.evaluate.batch_size, self.device, unavailable)
+            unavailable = results[name].get("reason")
+            io.write_json(self.path(f"evaluations/general_{name}.json"), results[name])
+        write_general_table(self.path("comparison"), results)
+        return results
 
     def compare(self, names: list[str]) -> dict:
         """Run (or reuse) every named method and write the comparison tables under RUN/comparison/."""
