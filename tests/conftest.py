@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,3 +51,22 @@ def tiny_bench():
 def tiny_encoded(tiny_base, tiny_bench):
     _, tokenizer = tiny_base
     return {f"{d}/{s}": encode_all(tokenizer, ex) for d, s, ex in tiny_bench.datasets()}
+
+
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory):
+    """A function: `grail run --config` of a config dict on a fresh folder with its own cache; returns the folder."""
+    import yaml
+
+    from grail.cli import main
+
+    def run(config: dict, name: str) -> Path:
+        folder = tmp_path_factory.mktemp("runs") / name
+        config_file = folder.parent / f"{name}.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("GRAIL_CACHE", str(tmp_path_factory.mktemp("cache")))
+            assert main(["run", "--config", str(config_file), "--out", str(folder), "--quiet"]) == 0
+        return folder
+
+    return run

@@ -4,7 +4,6 @@ import hashlib
 
 import pytest
 import torch
-import yaml
 
 from grail import io
 from grail.audit import bits_changed
@@ -23,15 +22,10 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def compared(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("runs") / "cmp"
-    config = folder.parent / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRAIL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        assert main(["run", "--config", str(config), "--out", str(folder), "--quiet"]) == 0
-        vanilla_hash = hashlib.sha256((folder / "adapter_vanilla" / "trained_weights.safetensors").read_bytes())
-        assert main(["compare", "--out", str(folder), "--quiet", "--methods", ",".join(METHODS)]) == 0
+def compared(cli_run):
+    folder = cli_run(TINY, "cmp")
+    vanilla_hash = hashlib.sha256((folder / "adapter_vanilla" / "trained_weights.safetensors").read_bytes())
+    assert main(["compare", "--out", str(folder), "--quiet", "--methods", ",".join(METHODS)]) == 0
     return folder, vanilla_hash.hexdigest()
 
 

@@ -24,14 +24,8 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("runs") / "tiny"
-    config_file = folder.parent / "tiny.yaml"
-    config_file.write_text(yaml.safe_dump(TINY))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRAIL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        assert main(["run", "--config", str(config_file), "--out", str(folder), "--quiet"]) == 0
-    return folder
+def finished_run(cli_run):
+    return cli_run(TINY, "tiny")
 
 
 def test_run_folder_holds_every_output(finished_run):
