@@ -78,3 +78,18 @@ def copy_dir(source: Path, target: Path) -> None:
     """Copy a folder atomically (the target appears complete or not at all)."""
     with staged_dir(target) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True)
+
+
+def save_by_dataset(path: Path, tensors: dict[str, dict[str, torch.Tensor]],
+                    metadata: dict[str, str] | None = None) -> None:
+    """{dataset: {param: tensor}} as one safetensors file with keys ``<dataset>:<param>``."""
+    save_tensors(path, {f"{d}:{p}": t for d, by_param in tensors.items() for p, t in by_param.items()}, metadata)
+
+
+def load_by_dataset(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The inverse of ``save_by_dataset``."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in load_tensors(path).items():
+        dataset, param = key.split(":", 1)
+        out.setdefault(dataset, {})[param] = value
+    return out

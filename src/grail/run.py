@@ -191,19 +191,13 @@ class Run:
     def stage1_gradients(self) -> dict[str, dict[str, torch.Tensor]]:
         path = self.path("importance.safetensors")
         if path.is_file():
-            flat = io.load_tensors(path)
-            scores: dict[str, dict[str, torch.Tensor]] = {}
-            for key, value in flat.items():
-                dataset, param = key.split(":", 1)
-                scores.setdefault(dataset, {})[param] = value
-            return scores
+            return io.load_by_dataset(path)
         self.stage0_vanilla()
         started = time.time()
         model = self.use_weights("adapter_vanilla")
         scores = importance(model, self.datasets(), self.config.gradients, len(self.tokenizer),
                             self.tokenizer.pad_token_id, self.config.seed, self.device, self.progress)
-        io.save_tensors(path, {f"{d}:{p}": t for d, by_param in scores.items() for p, t in by_param.items()},
-                        {"statistic": self.config.gradients.statistic})
+        io.save_by_dataset(path, scores, {"statistic": self.config.gradients.statistic})
         self._record_time("stage1_gradients", time.time() - started)
         return scores
 
@@ -234,12 +228,8 @@ class Run:
             means = {name: gradient_means(model, items, self.config.gradients, len(self.tokenizer),
                                           self.tokenizer.pad_token_id, generator, False, self.device)
                      for name, items in self.datasets().items()}
-            io.save_tensors(path, {f"{d}:{p}": t for d, by_param in means.items() for p, t in by_param.items()})
-        flat = io.load_tensors(path)
-        means: dict[str, dict[str, torch.Tensor]] = {}
-        for key, value in flat.items():
-            dataset, param = key.split(":", 1)
-            means.setdefault(dataset, {})[param] = value
+            io.save_by_dataset(path, means)
+        means = io.load_by_dataset(path)
         loc = self.config.localize
         selections = [memflex_selection(means[f"{d}/forget"], means[f"{d}/retain"], loc.memflex_mu, loc.memflex_sigma)
                       for d in self.benchmark.domain_names]

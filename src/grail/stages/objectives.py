@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grail.batching import Batch, Encoded, answer_logits, batches, collate
+from grail.batching import Batch, Encoded, answer_logits, batches, collate, example_losses
 
 FORGET_OBJECTIVES = ("ascent", "random_labels", "adversarial", "npo")
 RETAIN_OBJECTIVES = ("descent", "kl")
@@ -83,8 +83,7 @@ def ascent_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,
 
 
 def descent_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device) -> tuple[torch.Tensor, float]:
-    ce, batch, _ = _token_ce(model, items, pad_id, device)
-    loss = ((ce * batch.answer_mask).sum(1) / batch.answer_mask.sum(1)).mean()
+    loss = example_losses(model, items, pad_id, device).mean()
     return loss, loss.item()
 
 
