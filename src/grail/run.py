@@ -335,13 +335,17 @@ class Run:
 
     def sweep(self, k_ur: list[float], k_rr: list[float]) -> dict[str, dict]:
         """GRAIL over k_UR and k_RR (paper Fig. 4): RUN/comparison/fig4_sweep.png and sweep.json."""
-        methods = sweep_methods(k_ur, k_rr, self.config.localize.k_ur, self.config.localize.k_rr)
-        scores = self.method_scores(methods)
-        plot_sweep({m.name: scores[m.name] for m in methods}, self.path("comparison/fig4_sweep.png"))
+        loc = self.config.localize
+        methods = sweep_methods(k_ur, k_rr, loc.k_ur, loc.k_rr)
+        # The setting at the run's own k_UR and k_RR is GRAIL itself: reuse it rather than train it again.
+        trained = [get_method("grail") if m.localize == {"k_ur": loc.k_ur, "k_rr": loc.k_rr} else m for m in methods]
+        scores = self.method_scores(list({m.name: m for m in trained}.values()))
+        swept = {m.name: scores[t.name] for m, t in zip(methods, trained)}
+        plot_sweep(swept, self.path("comparison/fig4_sweep.png"))
         io.write_json(self.path("comparison/sweep.json"),
                       {m.name: {"localize": m.localize, "domains": {d: {k: s[k] for k in ("US", "RS", "HS")}
-                                for d, s in scores[m.name]["domains"].items()}} for m in methods})
-        return scores
+                                for d, s in swept[m.name]["domains"].items()}} for m in methods})
+        return swept
 
     def general_evaluation(self, tasks: list[str], include_path: str | None, limit: int | None) -> dict[str, dict]:
         """lm-eval (or the probe, offline) on the vanilla model, GRAIL and every method in RUN/methods/ (Table II);
