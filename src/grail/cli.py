@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +64,19 @@ def _run_folder(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from grail import distributed
+
+    distributed.init_from_env()  # under torchrun / accelerate launch: one process group for the stages
+    try:
+        if distributed.is_main():
+            return _command(args)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # one process prints the tables
+            return _command(args)
+    finally:
+        distributed.close()
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "audit":
         from grail.audit import audit
 

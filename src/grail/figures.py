@@ -4,10 +4,12 @@ scatter of methods. Overlaps are computed with torch on the bool masks; matplotl
 from __future__ import annotations
 
 import re
+from io import BytesIO
 from pathlib import Path
 
 import torch
 
+from grail import io
 from grail.stages.localize import top_k_mask
 
 LAYER = re.compile(r"layers\.(\d+)\.")
@@ -15,6 +17,16 @@ LAYER = re.compile(r"layers\.(\d+)\.")
 
 Masks = dict[str, dict[str, torch.Tensor]]
 """{dataset: {parameter name: bool tensor}}."""
+
+
+def _save(fig, path: Path) -> None:
+    """Write a figure as PNG, atomically (process 0 only, under several processes)."""
+    import matplotlib.pyplot as plt
+
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    io.write_bytes(path, buffer.getvalue())
 
 
 def top_sets(importance: Masks, percent: float = 10.0) -> Masks:
@@ -70,9 +82,7 @@ def plot_jaccard(sets: dict[str, dict[str, torch.Tensor]], path: Path) -> None:
         right.set_xlabel("layer")
         right.set_title("per layer")
     fig.colorbar(image, ax=[left, right], label="Jaccard similarity of top-k sets")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_scatter(scores: dict[str, dict], path: Path) -> None:
@@ -92,9 +102,7 @@ def plot_scatter(scores: dict[str, dict], path: Path) -> None:
     ax.set_xlim(-5, 105)
     ax.set_ylim(-5, 105)
     ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_sweep(scores: dict[str, dict], path: Path) -> None:
@@ -118,6 +126,4 @@ def plot_sweep(scores: dict[str, dict], path: Path) -> None:
         ax.set_ylim(0, 105)
         ax.set_title(domain)
     axes[0][0].legend(loc="lower left", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, path)

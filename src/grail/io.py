@@ -1,5 +1,8 @@
 """Atomic outputs: a file or folder appears complete or not at all, so an interrupted run never leaves half
-a result that a resumed run would mistake for a finished one."""
+a result that a resumed run would mistake for a finished one.
+
+Under several processes only process 0 writes, and every write ends with a barrier (see ``distributed``).
+"""
 
 from __future__ import annotations
 
@@ -8,22 +11,31 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from grail import distributed
+
 
 def _staging(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    if distributed.is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _staging(path)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    distributed.barrier()
+
+
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _staging(path)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes(path, text.encode("utf-8"))
 
 
 def _finite(value: Any) -> Any:
@@ -48,10 +60,12 @@ def read_json(path: Path) -> Any:
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _staging(path)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    if distributed.is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _staging(path)
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    distributed.barrier()
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -62,7 +76,13 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 @contextlib.contextmanager
 def staged_dir(path: Path) -> Iterator[Path]:
-    """Yield a staging folder; on success it replaces ``path`` in one rename (``path`` must not exist)."""
+    """Yield a staging folder; on success it replaces ``path`` in one rename (``path`` must not exist).
+    On processes other than 0 the folder is a throwaway one."""
+    if not distributed.is_main():
+        with tempfile.TemporaryDirectory() as throwaway:
+            yield Path(throwaway)
+        distributed.barrier()
+        return
     tmp = _staging(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -72,12 +92,14 @@ def staged_dir(path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.replace(tmp, path)
+    distributed.barrier()
 
 
 def copy_dir(source: Path, target: Path) -> None:
     """Copy a folder atomically (the target appears complete or not at all)."""
     with staged_dir(target) as tmp:
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        if distributed.is_main():
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
 
 
 def save_by_dataset(path: Path, tensors: dict[str, dict[str, torch.Tensor]],

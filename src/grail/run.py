@@ -28,7 +28,7 @@ import torch
 import yaml
 from torch import nn
 
-from grail import io
+from grail import distributed, io
 from grail.audit import audit
 from grail.batching import Encoded, encode_all
 from grail.compare import write_comparison, write_general_table
@@ -86,8 +86,9 @@ class Run:
     def __init__(self, folder: str | Path, config: RunConfig | None = None, progress: bool = False,
                  device: str | None = None, on_epoch_end: Callable[[str, int], None] | None = None) -> None:
         self.folder = Path(folder)
-        self.progress = progress
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.progress = progress and distributed.is_main()
+        self.device = device or distributed.default_device()
+        distributed.barrier()  # every process looks at the folder before any writes to it
         self.on_epoch_end = on_epoch_end
         config_file = self.folder / "config.yaml"
         if config_file.is_file():
@@ -177,12 +178,10 @@ class Run:
             log = finetune(self.model, self.datasets(), self.config.finetune, self.tokenizer.pad_token_id,
                            self.config.seed, self.path("checkpoints/finetune"), key, self.device, self.progress,
                            self._epoch_hook("finetune"))
-            with io.staged_dir(self.path("adapter_vanilla.new")) as tmp:
+            with io.staged_dir(target) as tmp:
                 save_trainable(self.model, tmp)
                 io.write_json(tmp / "training_log.json", log)
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            io.copy_dir(self.path("adapter_vanilla.new"), cached)
-            self.path("adapter_vanilla.new").rename(target)
+            io.copy_dir(target, cached)
             self._record_time("stage0_finetune", time.time() - started)
         else:
             io.copy_dir(cached, target)

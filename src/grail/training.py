@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from grail import distributed
 from grail.models import trainable_parameters
 
 EpochFn = Callable[[int, random.Random, list[dict[str, Any]]], dict[str, Any]]
@@ -36,7 +37,7 @@ class Checkpoint:
         self.fingerprint = fingerprint
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
-        if self.path is None:
+        if self.path is None or not distributed.is_main():
             return
         state = {
             "fingerprint": self.fingerprint,

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from grail import distributed
 from grail.batching import Encoded, answer_logits, batches, collate, per_example_loss
 from grail.config import FinetuneConfig
 from grail.metrics import token_accuracy
@@ -45,16 +46,24 @@ def finetune(model: nn.Module, datasets: dict[str, list[Encoded]], config: Finet
             # Linear decay to zero over the budget: large steps to learn, small ones to settle every token.
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * (1 - (epoch * steps_per_epoch + step) / total_steps)
-            batch = collate([items[i] for i in index], pad_id).to(device)
-            logits = answer_logits(model, batch)
-            loss = per_example_loss(logits, batch).mean()
-            loss.backward()
+            mine = distributed.shard(index)  # several processes: each its share of the batch
+            if mine:
+                batch = collate([items[i] for i in mine], pad_id).to(device)
+                logits = answer_logits(model, batch)
+                loss = per_example_loss(logits, batch).sum() / len(index)  # this share's part of the batch mean
+                loss.backward()
+                losses.append(loss.item() * len(index) / len(mine))
+                for i, acc in zip(mine, token_accuracy(logits.detach(), batch.targets, batch.answer_mask).tolist()):
+                    hits[names[i]].append(100.0 * acc)
+            distributed.sum_gradients(params)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            for i, acc in zip(index, token_accuracy(logits.detach(), batch.targets, batch.answer_mask).tolist()):
-                hits[names[i]].append(100.0 * acc)
-        return {"loss": mean(losses), "train_accuracy": {name: mean(v) for name, v in hits.items()}}
+        # Stopping is decided on every example's accuracy, so every process takes the same decision.
+        every = defaultdict(list)
+        for share in distributed.gather_objects(dict(hits)):
+            for name, values in share.items():
+                every[name] += values
+        return {"loss": mean(losses), "train_accuracy": {name: mean(v) for name, v in every.items()}}
 
     def should_stop(epoch: int, log: dict) -> str | None:
         if min(log["train_accuracy"].values()) >= config.stop_at_accuracy:

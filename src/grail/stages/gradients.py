@@ -17,10 +17,10 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from grail import distributed
 from grail.batching import Encoded, answer_logits, collate, per_example_loss
 from grail.config import GradientConfig
 from grail.models import canonical_name
@@ -57,12 +57,17 @@ def scored_linears(model: nn.Module) -> dict[str, nn.Linear]:
 
 
 class PerExampleGradientSums:
-    """Hooks that add, for each scored linear layer, sum_i |g_i| (or sum_i g_i) over the rows of each backward."""
+    """Hooks that add, for each scored linear layer, sum_i |g_i| (or sum_i g_i) over the rows of each backward.
+
+    A batch's sum is taken in float32 and added into a float64 accumulator: the total then does not depend on
+    the order the batches are added in (to far below float32's precision), which is what makes the scores, and
+    so the masks, of a run split over several processes the same as one process's.
+    """
 
     def __init__(self, layers: dict[str, nn.Linear], absolute: bool) -> None:
         self.layers = layers
         self.absolute = absolute
-        self.sums = {name: torch.zeros_like(m.weight, dtype=torch.float32) for name, m in layers.items()}
+        self.sums = {name: torch.zeros_like(m.weight, dtype=torch.float64) for name, m in layers.items()}
         self._handles: list = []
 
     def _hook(self, name: str):
@@ -74,7 +79,7 @@ class PerExampleGradientSums:
                 g = grad_output.reshape(rows, -1, grad_output.shape[-1]).float()
                 a = x.reshape(rows, -1, x.shape[-1]).float()
                 per_example = torch.bmm(g.transpose(1, 2), a)  # [rows, out, in]
-                self.sums[name] += (per_example.abs() if self.absolute else per_example).sum(0)
+                self.sums[name] += (per_example.abs() if self.absolute else per_example).sum(0).double()
 
             if output.requires_grad:
                 output.register_hook(backward_hook)
@@ -103,10 +108,6 @@ def activation_gradients_only(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def _shard(rows: list, rank: int, world: int) -> list:
-    return rows[rank::world]
-
-
 def dataset_importance(model: nn.Module, items: Sequence[Encoded], config: GradientConfig, vocab_size: int,
                        pad_id: int, generator: torch.Generator, device: str = "cpu", desc: str = "",
                        progress: bool = False) -> dict[str, torch.Tensor]:
@@ -123,29 +124,25 @@ def gradient_means(model: nn.Module, items: Sequence[Encoded], config: GradientC
                    progress: bool = False) -> dict[str, torch.Tensor]:
     """Mean over examples and trials of the random-label gradient: of |g| (``absolute``) or of g.
 
-    Under torch.distributed each process takes every world-th row and the sums are all-reduced, so the result
-    is the same as one process's (the corruptions are drawn before sharding).
+    The corrupted rows are sorted by length (less padding per batch) and cut into batches; under several
+    processes each takes every N-th batch and the sums are all-reduced. Each batch is then computed exactly as
+    one process would, so the result is the same (the corruptions are drawn before anything is split).
     """
-    rows = corrupt_answers(items, config.trials, vocab_size, generator)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    mine = sorted(_shard(rows, rank, world), key=len)  # similar lengths per batch: less padding; sums ignore order
+    rows = sorted(corrupt_answers(items, config.trials, vocab_size, generator), key=len)
+    batches = distributed.shard([rows[i:i + config.batch_size] for i in range(0, len(rows), config.batch_size)])
     layers = scored_linears(model)
     was_training = model.training
     model.eval()  # no dropout: the gradient of the example itself
     embed = model.get_input_embeddings()
     with PerExampleGradientSums(layers, absolute) as stats, activation_gradients_only(model):
-        starts = range(0, len(mine), config.batch_size)
-        for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
-            batch = collate(mine[start:start + config.batch_size], pad_id).to(device)
+        for rows_of_batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            batch = collate(rows_of_batch, pad_id).to(device)
             embeds = embed(batch.input_ids).detach().requires_grad_(True)
             loss = per_example_loss(answer_logits(model, batch, inputs_embeds=embeds), batch).sum()
             loss.backward()
     model.train(was_training)
-    sums = stats.sums
-    if world > 1:
-        for tensor in sums.values():
-            dist.all_reduce(tensor)
-    return {name: s / len(rows) for name, s in sums.items()}
+    distributed.sum_across(stats.sums.values())
+    return {name: (s / len(rows)).float() for name, s in stats.sums.items()}
 
 
 def importance(model: nn.Module, datasets: dict[str, list[Encoded]], config: GradientConfig, vocab_size: int,

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from grail import distributed
 from grail.batching import Encoded
 from grail.config import UnlearnConfig
 from grail.models import trainable_parameters
@@ -87,6 +88,15 @@ def _mask_grads(params: dict[str, nn.Parameter], keep: dict[str, torch.Tensor]) 
             param.grad.masked_fill_(~keep[name], 0.0)  # masked_fill: a NaN or inf gradient is zeroed too
 
 
+def _share(term: Callable[[list[Encoded]], tuple[torch.Tensor, float]], items: list[Encoded],
+           batch_size: int) -> tuple[torch.Tensor, float]:
+    """An objective's mean over this process's share of the batch, weighted by the share (zero if empty)."""
+    if not items:
+        return torch.zeros(()), math.nan
+    loss, logged = term(items)
+    return loss * (len(items) / batch_size), logged
+
+
 def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]],
             config: UnlearnConfig, pad_id: int, seed: int, masks: UpdateMasks | None,
             check: Callable[[], dict[str, dict[str, float]]] | None = None,
@@ -135,23 +145,29 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             return objectives.kl_loss(model, items, pad_id, device, retain_reference)
         return objectives.descent_loss(model, items, pad_id, device)
 
-    def step(forget_items: list[Encoded], retain_items: list[Encoded]) -> tuple[float, float]:
-        forget_loss, forget_logged = forget_term(forget_items)
-        retain_loss, retain_logged = retain_term(retain_items)
+    def step(forget_batch: list[Encoded], retain_batch: list[Encoded]) -> tuple[float, float]:
+        # Several processes: each takes its share of the batch, its losses weighted by that share, and the
+        # gradients are summed over processes (below), so every process makes the same update.
+        forget_items, retain_items = distributed.shard(forget_batch), distributed.shard(retain_batch)
+        forget_loss, forget_logged = _share(forget_term, forget_items, len(forget_batch))
+        retain_loss, retain_logged = _share(retain_term, retain_items, len(retain_batch))
         if masks is None or masks.forget is masks.retain:  # one mask for both objectives: one backward
-            (config.forget_weight * forget_loss + config.retain_weight * retain_loss).backward()
+            loss = config.forget_weight * forget_loss + config.retain_weight * retain_loss
+            if loss.requires_grad:  # a process with no examples in this step contributes nothing
+                loss.backward()
             if masks is not None:
                 _mask_grads(params, masks.forget)
         else:  # per-objective: each objective's gradient gets its own mask before they are summed
-            (config.forget_weight * forget_loss).backward()
-            _mask_grads(params, masks.forget)
-            forget_grads = {n: p.grad.clone() for n, p in params.items()}
-            for p in params.values():
-                p.grad = None
-            (config.retain_weight * retain_loss).backward()
-            _mask_grads(params, masks.retain)
-            for n, p in params.items():
-                p.grad += forget_grads[n]
+            for loss, keep in ((config.forget_weight * forget_loss, masks.forget),
+                               (config.retain_weight * retain_loss, masks.retain)):
+                if not loss.requires_grad:
+                    continue
+                grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+                for (name, param), grad in zip(params.items(), grads):
+                    if grad is not None:
+                        grad = grad.masked_fill(~keep[name], 0.0)
+                        param.grad = grad if param.grad is None else param.grad + grad
+        distributed.sum_gradients(params.values())  # masks are elementwise: summing after masking is the same
         if config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(list(params.values()), config.max_grad_norm)
         if config.weight_decay:
@@ -186,8 +202,10 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                       leave=False):
             retain_start = i % len(retain_order)  # fewer forget than retain examples once a domain is done
             losses.append(step(forget_order[i:i + half], retain_order[retain_start:retain_start + half]))
-        log = {"ascending": active, "forget_loss": mean(f for f, _ in losses) if losses else None,
-               "retain_loss": mean(r for _, r in losses) if losses else None}
+        forget_losses, retain_losses = ([x for x in xs if not math.isnan(x)] for xs in zip(*losses)) if losses \
+            else ([], [])
+        log = {"ascending": active, "forget_loss": mean(forget_losses) if forget_losses else None,
+               "retain_loss": mean(retain_losses) if retain_losses else None}
         if check is not None:
             log["scores"] = check()
         return log

@@ -1,0 +1,99 @@
+"""Several processes, one run: what the stages need from ``torch.distributed``, and nothing when it is not in use.
+
+``torchrun --nproc_per_node N grail ...`` and ``accelerate launch --num_processes N -m grail.cli ...`` start N
+copies of the command with RANK, WORLD_SIZE and LOCAL_RANK set; ``init_from_env`` joins them into one process
+group (NCCL on GPUs, gloo on CPUs). From then on:
+
+- stage 1: each process takes every N-th batch of per-example gradients; the per-dataset sums are all-reduced;
+- stages 0 and 3: each process takes its share of every batch; the gradients are all-reduced (summed, each
+  process's loss weighted by its share of the batch), so every process makes the same update, as under DDP;
+- everything else (stage 2, evaluation) runs on every process, on identical weights, so every process takes
+  the same decisions (early stopping, reverting) without further messages;
+- only process 0 writes files (``grail.io`` checks), and every write ends with a barrier, so what one process
+  wrote is there for all when they read it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def init_from_env() -> None:
+    """Join the process group a launcher described in the environment (no-op for a single process)."""
+    if active() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+
+
+def close() -> None:
+    if active():
+        dist.destroy_process_group()
+
+
+def default_device() -> str:
+    if torch.cuda.is_available():
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if active() else "cuda"
+    return "cpu"
+
+
+def shard(items: Sequence[T]) -> list[T]:
+    """This process's share: every world_size-th item, starting at its rank."""
+    return list(items[rank()::world_size()])
+
+
+def sum_across(tensors: Iterable[torch.Tensor]) -> None:
+    """All-reduce (sum) in place, on every process."""
+    if active():
+        for tensor in tensors:
+            dist.all_reduce(tensor)
+
+
+def sum_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Sum every parameter's gradient over the processes (a process with no examples contributes zeros)."""
+    if not active():
+        return
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        dist.all_reduce(param.grad)
+
+
+def gather_objects(obj: T) -> list[T]:
+    """Every process's ``obj``, in rank order, on every process."""
+    if not active():
+        return [obj]
+    out: list = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
