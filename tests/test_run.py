@@ -138,3 +138,12 @@ def test_unknown_model_is_a_clear_error(tmp_path, capsys):
     config_file.write_text(yaml.safe_dump({**TINY, "model": {"name": str(tmp_path / "no-such-model")}}))
     assert main(["run", "--config", str(config_file), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "model.name" in capsys.readouterr().err
+
+
+def test_one_dataset_at_a_time_finds_the_same_masks_without_keeping_scores(finished_run, cli_run, capsys):
+    streamed = cli_run({**TINY, "gradients": {**TINY["gradients"], "one_dataset_at_a_time": True}}, "one-at-a-time")
+    assert not (streamed / "importance.safetensors").exists()
+    masks, expected = (io.load_tensors(f / "masks.safetensors") for f in (streamed, finished_run))
+    assert masks.keys() == expected.keys() and all(torch.equal(masks[k], expected[k]) for k in masks)
+    assert main(["compare", "--out", str(streamed), "--quiet", "--methods", "grail-no-op-ur"]) == 2
+    assert "one_dataset_at_a_time" in capsys.readouterr().err

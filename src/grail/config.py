@@ -87,6 +87,10 @@ class GradientConfig:
     mean signed gradient over the tensor (the authors' code)."""
     batch_size: int = 16
     """Rows (example x trial) per batched backward."""
+    one_dataset_at_a_time: bool = False
+    """Keep only one dataset's scores in memory: each is reduced to its top-k masks as soon as it is computed
+    (for full-parameter runs on big models). The scores are then not saved, so what needs them (the
+    ablations, strategies, sweeps and the overlap figure of ``grail compare``) is not available."""
 
 
 @dataclass

@@ -44,8 +44,8 @@ from grail.methods import Method, get_method, sweep_methods
 from grail.models import cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
 from grail.report import results_document, write_report
 from grail.stages.finetune import finetune
-from grail.stages.gradients import gradient_means, importance
-from grail.stages.localize import flatten_masks, localize, memflex_frozen, memflex_selection, unflatten_masks
+from grail.stages.gradients import gradient_means, importance, importance_by_dataset
+from grail.stages.localize import Localizer, flatten_masks, localize, memflex_frozen, memflex_selection, unflatten_masks
 from grail.stages.unlearn import UpdateMasks, unlearn
 
 STAGES = ("finetune", "localize", "unlearn", "evaluate")
@@ -191,6 +191,9 @@ class Run:
         path = self.path("importance.safetensors")
         if path.is_file():
             return io.load_by_dataset(path)
+        if self.config.gradients.one_dataset_at_a_time:
+            raise ConfigError("this needs the importance scores of stage 1, which gradients.one_dataset_at_a_time "
+                              "does not keep; run it on a folder without that option")
         self.stage0_vanilla()
         started = time.time()
         model = self.use_weights("adapter_vanilla")
@@ -204,11 +207,28 @@ class Run:
         path = self.path("masks.safetensors")
         if path.is_file():
             return unflatten_masks(io.load_tensors(path))
+        if self.config.gradients.one_dataset_at_a_time:
+            return self._stages12_one_dataset_at_a_time(path)
         scores = self.stage1_gradients()
         started = time.time()
         masks = localize(scores, self.benchmark.domain_names, self.config.localize)
         io.save_tensors(path, flatten_masks(masks))
         self._record_time("stage2_localize", time.time() - started)
+        return masks
+
+    def _stages12_one_dataset_at_a_time(self, path: Path) -> dict[str, dict[str, torch.Tensor]]:
+        """Stages 1 and 2 with one dataset's scores in memory at a time; only the masks are kept."""
+        self.stage0_vanilla()
+        started = time.time()
+        localizer = Localizer(self.benchmark.domain_names, self.config.localize)
+        for dataset, scores in importance_by_dataset(
+                self.use_weights("adapter_vanilla"), self.datasets(), self.config.gradients, len(self.tokenizer),
+                self.tokenizer.pad_token_id, self.config.seed, self.device, self.progress):
+            localizer.add(dataset, scores)
+            del scores  # before the next dataset's are computed
+        masks = localizer.masks()
+        io.save_tensors(path, flatten_masks(masks))
+        self._record_time("stages12_one_dataset_at_a_time", time.time() - started)
         return masks
 
     def stage3_unlearn(self) -> None:

@@ -145,11 +145,18 @@ def gradient_means(model: nn.Module, items: Sequence[Encoded], config: GradientC
     return {name: (s / len(rows)).float() for name, s in stats.sums.items()}
 
 
+def importance_by_dataset(model: nn.Module, datasets: dict[str, list[Encoded]], config: GradientConfig,
+                          vocab_size: int, pad_id: int, seed: int, device: str = "cpu",
+                          progress: bool = False) -> Iterator[tuple[str, dict[str, torch.Tensor]]]:
+    """(dataset name, its importance scores), one dataset at a time."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, items in datasets.items():
+        yield name, dataset_importance(model, items, config, vocab_size, pad_id, generator, device,
+                                       f"stage 1: gradients of {name}", progress)
+
+
 def importance(model: nn.Module, datasets: dict[str, list[Encoded]], config: GradientConfig, vocab_size: int,
                pad_id: int, seed: int, device: str = "cpu",
                progress: bool = False) -> dict[str, dict[str, torch.Tensor]]:
     """Importance scores for every dataset: {dataset name: {parameter name: scores of its shape}}."""
-    generator = torch.Generator().manual_seed(seed)
-    return {name: dataset_importance(model, items, config, vocab_size, pad_id, generator, device,
-                                     f"stage 1: gradients of {name}", progress)
-            for name, items in datasets.items()}
+    return dict(importance_by_dataset(model, datasets, config, vocab_size, pad_id, seed, device, progress))

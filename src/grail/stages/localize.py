@@ -10,9 +10,6 @@ dataset D_x, k relative to the tensor's size, so every tensor contributes in pro
 
 from __future__ import annotations
 
-from functools import reduce
-from operator import and_, or_
-
 import torch
 
 from grail.config import LocalizeConfig
@@ -29,29 +26,64 @@ def top_k_mask(scores: torch.Tensor, percent: float) -> torch.Tensor:
     return mask.view(scores.shape)
 
 
+class Localizer:
+    """Algorithm 1's set operations, fed one dataset's importance at a time.
+
+    Each dataset's scores are reduced to its top-k masks as soon as they arrive, so only one dataset's scores
+    need to exist at once (stage 1 in ``one_dataset_at_a_time`` mode, for full-parameter runs on big models):
+    the running state is three bool masks per tensor.
+    """
+
+    def __init__(self, domains: list[str], config: LocalizeConfig) -> None:
+        self.domains = domains
+        self.config = config
+        self.forget_any: dict[str, torch.Tensor] = {}  # union over domains of T_kUR(forget)
+        self.retain_any: dict[str, torch.Tensor] = {}  # union over domains of T_kUR(retain)
+        self.retain_all: dict[str, torch.Tensor] = {}  # intersection over domains of T_kRR(retain)
+        self.seen: set[str] = set()
+
+    def add(self, dataset: str, scores: dict[str, torch.Tensor]) -> None:
+        """Take ``<domain>/<forget|retain>``'s importance scores into the running sets."""
+        domain, scope = dataset.split("/")
+        if domain not in self.domains or scope not in ("forget", "retain"):
+            return
+        self.seen.add(dataset)
+        for name, tensor in scores.items():
+            top_ur = top_k_mask(tensor, self.config.k_ur)
+            union = self.forget_any if scope == "forget" else self.retain_any
+            union[name] = union[name] | top_ur if name in union else top_ur
+            if scope == "retain":
+                top_rr = top_k_mask(tensor, self.config.k_rr)
+                self.retain_all[name] = self.retain_all[name] & top_rr if name in self.retain_all else top_rr
+
+    def masks(self) -> dict[str, dict[str, torch.Tensor]]:
+        """{"op_ur" | "op_rr" | "frozen": {parameter name: bool mask}}."""
+        missing = sorted({f"{d}/{s}" for d in self.domains for s in ("forget", "retain")} - self.seen)
+        if missing:
+            raise ValueError(f"localization needs the importance of every dataset; missing: {missing}")
+        masks: dict[str, dict[str, torch.Tensor]] = {kind: {} for kind in MASK_KINDS}
+        for name in self.forget_any:
+            op_ur = self.forget_any[name] & self.retain_any[name]
+            op_rr = self.retain_all[name]
+            frozen = torch.zeros_like(op_ur)
+            if self.config.use_op_ur:
+                frozen |= op_ur
+            if self.config.use_op_rr:
+                frozen |= op_rr
+            masks["op_ur"][name], masks["op_rr"][name], masks["frozen"][name] = op_ur, op_rr, frozen
+        return masks
+
+
 def localize(importance: dict[str, dict[str, torch.Tensor]], domains: list[str],
              config: LocalizeConfig) -> dict[str, dict[str, torch.Tensor]]:
     """{"op_ur" | "op_rr" | "frozen": {parameter name: bool mask}} from the importance of each dataset.
 
     ``importance`` is keyed by dataset name ``<domain>/<forget|retain>``, as stage 1 returns it.
     """
-    params = list(importance[f"{domains[0]}/forget"])
-    masks: dict[str, dict[str, torch.Tensor]] = {kind: {} for kind in MASK_KINDS}
-    def top(domain: str, scope: str, name: str, percent: float) -> torch.Tensor:
-        return top_k_mask(importance[f"{domain}/{scope}"][name], percent)
-
-    for name in params:
-        forget_any = reduce(or_, (top(d, "forget", name, config.k_ur) for d in domains))
-        retain_any = reduce(or_, (top(d, "retain", name, config.k_ur) for d in domains))
-        op_ur = forget_any & retain_any
-        op_rr = reduce(and_, (top(d, "retain", name, config.k_rr) for d in domains))
-        frozen = torch.zeros_like(op_ur)
-        if config.use_op_ur:
-            frozen |= op_ur
-        if config.use_op_rr:
-            frozen |= op_rr
-        masks["op_ur"][name], masks["op_rr"][name], masks["frozen"][name] = op_ur, op_rr, frozen
-    return masks
+    localizer = Localizer(domains, config)
+    for dataset, scores in importance.items():
+        localizer.add(dataset, scores)
+    return localizer.masks()
 
 
 def flatten_masks(masks: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
