@@ -42,6 +42,9 @@ class ModelConfig:
     max_length: int = 256
     """Examples longer than this (prompt + answer tokens) are cut from the left of the prompt."""
     trust_remote_code: bool = False
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The base model's weights. ``bfloat16`` halves memory and is the usual choice on GPUs (LoRA tensors stay
+    float32: peft keeps adapters in float32); on CPUs float32 is faster."""
 
 
 @dataclass

@@ -96,15 +96,15 @@ def tiny_model(vocab_size: int, seed: int = 0) -> PreTrainedModel:
 
 
 def load_base(config: ModelConfig, seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model (eval mode, float32, every parameter frozen) and its tokenizer."""
+    """The base model (eval mode, in ``config.dtype``, every parameter frozen) and its tokenizer."""
     if config.name == TINY_MODEL:
         tokenizer = tiny_tokenizer()
-        model = tiny_model(len(tokenizer), seed)
+        model = tiny_model(len(tokenizer), seed).to(getattr(torch, config.dtype))
     else:
         source = embedded_model_dir() if config.name == EMBEDDED_MODEL else config.name
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32,
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, config.dtype),
                                                          trust_remote_code=config.trust_remote_code)
         except OSError as err:  # no such folder, no such hub id, or the hub is out of reach
             raise ConfigError(f"model.name {config.name!r}: cannot load it ({err})") from None
