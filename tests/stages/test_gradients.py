@@ -1,23 +1,11 @@
 import pytest
 import torch
 
-from grail.batching import Encoded, example_losses
+from grail.batching import Encoded
 from grail.config import GradientConfig, ModelConfig
 from grail.models import canonical_name, make_trainable
+from grail.reference import loop_abs_mean
 from grail.stages.gradients import corrupt_answers, dataset_importance
-
-
-def _loop_abs_mean(model, rows, pad_id):
-    """The reference: one backward per row (batch size 1), mean of |grad| over rows."""
-    model.eval()
-    params = {canonical_name(n): p for n, p in model.named_parameters() if p.requires_grad}
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    for row in rows:
-        model.zero_grad()
-        example_losses(model, [row], pad_id, "cpu").sum().backward()
-        for n, p in params.items():
-            total[n] += p.grad.abs()
-    return {n: t / len(rows) for n, t in total.items()}
 
 
 def test_corruption_touches_half_the_answer_and_nothing_else():
@@ -45,7 +33,7 @@ def test_batched_per_example_abs_gradients_equal_a_batch_size_one_loop(tiny_lora
     batched = dataset_importance(model, items, config, len(tokenizer), tokenizer.pad_token_id,
                                  torch.Generator().manual_seed(3))
     rows = corrupt_answers(items, 2, len(tokenizer), torch.Generator().manual_seed(3))
-    looped = _loop_abs_mean(model, rows, tokenizer.pad_token_id)
+    looped = loop_abs_mean(model, rows, tokenizer.pad_token_id)
     assert set(batched) == set(looped)
     for name in looped:
         torch.testing.assert_close(batched[name], looped[name], rtol=1e-4, atol=1e-7)

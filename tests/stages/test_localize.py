@@ -87,3 +87,18 @@ def test_signed_gradient_means_feed_memflex(tiny_lora, tiny_encoded):
     selected = memflex_selection(means["forget"], means["retain"], mu=1.01, sigma=0.0)
     assert all(selected.values())  # every cosine is < 1.01 and every tensor has a gradient
     assert any((m < 0).any() for m in means["forget"].values())  # signed, not absolute
+
+
+@pytest.mark.parametrize("use_ur,use_rr", [(True, True), (False, True), (True, False)])
+def test_localize_equals_the_python_set_reference(use_ur, use_rr):
+    from grail.reference import set_localize
+
+    generator = torch.Generator().manual_seed(0)
+    shapes = {"a.lora_A.weight": (8, 96), "a.lora_B.weight": (200, 8), "b.weight": (33, 7)}
+    importance = {f"{d}/{s}": {n: torch.rand(shape, generator=generator) for n, shape in shapes.items()}
+                  for d in ("p", "c") for s in ("forget", "retain")}
+    config = LocalizeConfig(k_ur=10, k_rr=30, use_op_ur=use_ur, use_op_rr=use_rr)
+    ours, reference = localize(importance, ["p", "c"], config), set_localize(importance, ["p", "c"], config)
+    for kind in ours:
+        for name in shapes:
+            assert torch.equal(ours[kind][name], reference[kind][name]), (kind, name)

@@ -1,0 +1,61 @@
+"""Naive implementations of stages 1 and 2, slow on purpose: what the tests check the real code against and
+what ``benchmarks/`` measures it against. Never used by the pipeline.
+
+- Stage 1: one backward per row (batch size 1), |g| read from each parameter's .grad.
+- Stage 2: the same rule as ``localize`` with the top-k index lists of each tensor turned into Python sets,
+  the set algebra done on those sets, and the masks written index by index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import reduce
+from operator import and_, or_
+
+import torch
+from torch import nn
+
+from grail.batching import Encoded, example_losses
+from grail.config import LocalizeConfig
+from grail.models import canonical_name
+
+
+def loop_abs_mean(model: nn.Module, rows: Sequence[Encoded], pad_id: int,
+                  device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Mean over rows of |grad| of every trainable parameter, one row per backward."""
+    model.eval()
+    params = {canonical_name(n): p for n, p in model.named_parameters() if p.requires_grad}
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    for row in rows:
+        model.zero_grad(set_to_none=True)
+        example_losses(model, [row], pad_id, device).sum().backward()
+        for n, p in params.items():
+            total[n] += p.grad.abs()
+    model.zero_grad(set_to_none=True)
+    return {n: t / len(rows) for n, t in total.items()}
+
+
+def set_localize(importance: dict[str, dict[str, torch.Tensor]], domains: list[str],
+                 config: LocalizeConfig) -> dict[str, dict[str, torch.Tensor]]:
+    """``localize`` with Python sets of flat indices (top-k indices from torch.topk, as naive code would)."""
+    def top(dataset: str, name: str, percent: float) -> set[int]:
+        scores = importance[dataset][name].flatten()
+        k = round(scores.numel() * percent / 100.0)
+        return set(scores.topk(k, sorted=False).indices.tolist()) if k else set()
+
+    def as_mask(indices: set[int], like: torch.Tensor) -> torch.Tensor:
+        flat = [False] * like.numel()
+        for index in indices:
+            flat[index] = True
+        return torch.tensor(flat, dtype=torch.bool).view(like.shape)
+
+    masks: dict[str, dict[str, torch.Tensor]] = {"op_ur": {}, "op_rr": {}, "frozen": {}}
+    for name, like in importance[f"{domains[0]}/forget"].items():
+        forget_any = reduce(or_, (top(f"{d}/forget", name, config.k_ur) for d in domains))
+        retain_any = reduce(or_, (top(f"{d}/retain", name, config.k_ur) for d in domains))
+        op_ur = forget_any & retain_any
+        op_rr = reduce(and_, (top(f"{d}/retain", name, config.k_rr) for d in domains))
+        frozen = (op_ur if config.use_op_ur else set()) | (op_rr if config.use_op_rr else set())
+        masks["op_ur"][name], masks["op_rr"][name], masks["frozen"][name] = (
+            as_mask(op_ur, like), as_mask(op_rr, like), as_mask(frozen, like))
+    return masks
