@@ -26,7 +26,7 @@ smoke: setup
 	$(BIN)/grail run --preset smoke
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 test: lint
 	$(BIN)/python -m pytest -q
