@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from grail.config import ConfigError, RunConfig, build_config, load_config
@@ -34,3 +36,9 @@ def test_bad_config_names_file_and_field(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as err:
         load_config(path)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    assert load_config(path) != RunConfig()  # loads without error, and sets something
