@@ -47,6 +47,8 @@ def one_and_two(tmp_path_factory):
     shutil.copytree(root / "one", root / "two")
     _grail(["run", "--out", str(root / "one")], 1, root / "cache")
     _grail(["run", "--out", str(root / "two")], 2, root / "cache")
+    # Stage 0 by two processes too, in a fresh folder (and cache: no vanilla adapter to reuse).
+    _grail(["finetune", "--config", str(config_file), "--out", str(root / "fresh")], 2, root / "cache-fresh")
     return root / "one", root / "two"
 
 
@@ -76,3 +78,12 @@ def test_one_process_writes_and_leaves_no_staging_files(one_and_two):
     _, two = one_and_two
     assert not [p for p in two.rglob("*") if ".tmp" in p.name]
     assert (two / "report.md").is_file() and (two / "evaluations" / "unlearned.json").is_file()
+
+
+def test_two_processes_fine_tune_like_one_from_an_empty_folder(one_and_two):
+    one, two = one_and_two
+    fresh = two.parent / "fresh"
+    assert (fresh / "config.yaml").read_text() == (one / "config.yaml").read_text()
+    expected, got = (read_trainable_file(f / "adapter_vanilla") for f in (one, fresh))
+    for name in expected:  # each process took half of every batch; the summed gradients are the batch's
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-3, atol=1e-5)

@@ -10,7 +10,8 @@ group (NCCL on GPUs, gloo on CPUs). From then on:
 - everything else (stage 2, evaluation) runs on every process, on identical weights, so every process takes
   the same decisions (early stopping, reverting) without further messages;
 - only process 0 writes files (``grail.io`` checks), and every write ends with a barrier, so what one process
-  wrote is there for all when they read it.
+  wrote is there for all when they read it; whether an output exists is what process 0 sees (``io.exists``),
+  so no process skips a step that another one is about to write.
 """
 
 from __future__ import annotations
@@ -88,6 +89,15 @@ def sum_gradients(params: Iterable[torch.nn.Parameter]) -> None:
         if param.grad is None:
             param.grad = torch.zeros_like(param)
         dist.all_reduce(param.grad)
+
+
+def main_value(obj: T) -> T:
+    """Process 0's ``obj`` on every process (what it saw decides, e.g. whether an output exists yet)."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def gather_objects(obj: T) -> list[T]:

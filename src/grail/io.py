@@ -25,6 +25,12 @@ def _staging(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+def exists(path: Path) -> bool:
+    """Whether ``path`` exists, as process 0 sees it: every process takes the same branch, even one that looks
+    just after process 0 wrote the file."""
+    return distributed.main_value(path.exists())
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     if distributed.is_main():
         path.parent.mkdir(parents=True, exist_ok=True)

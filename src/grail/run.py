@@ -88,10 +88,11 @@ class Run:
         self.folder = Path(folder)
         self.progress = progress and distributed.is_main()
         self.device = device or distributed.default_device()
-        distributed.barrier()  # every process looks at the folder before any writes to it
         self.on_epoch_end = on_epoch_end
         config_file = self.folder / "config.yaml"
-        if config_file.is_file():
+        stored, occupied = distributed.main_value(  # what process 0 sees decides, for every process
+            (config_file.is_file(), self.folder.exists() and any(self.folder.iterdir())))
+        if stored:
             stored = build_config(yaml.safe_load(config_file.read_text()), source=str(config_file))
             if config is not None and config.to_dict() != stored.to_dict():
                 diffs = _config_differences(stored.to_dict(), config.to_dict())
@@ -100,7 +101,7 @@ class Run:
             self.config = stored
         elif config is None:
             raise RunFolderError(f"{self.folder}: not a run folder (no config.yaml)")
-        elif self.folder.exists() and any(self.folder.iterdir()):
+        elif occupied:
             raise RunFolderError(f"{self.folder} exists and is not a grail run folder; refusing to write into it")
         else:
             self.config = config
@@ -111,7 +112,7 @@ class Run:
     @cached_property
     def benchmark(self) -> Benchmark:
         benchmark = load_benchmark(self.config)
-        if not (self.folder / "data.jsonl").is_file():
+        if not io.exists(self.folder / "data.jsonl"):
             io.write_text(self.folder / "data.jsonl", benchmark.to_jsonl())
         return benchmark
 
@@ -163,7 +164,7 @@ class Run:
     def stage0_vanilla(self) -> None:
         """The vanilla model: the user's adapter, a cached one of the same config, or fine-tune now."""
         target = self.path("adapter_vanilla")
-        if target.is_dir():
+        if io.exists(target):
             return
         started = time.time()
         if self.config.finetune.adapter_path:  # a copy: the user's adapter is never written to
@@ -174,7 +175,7 @@ class Run:
         data_hash = hashlib.sha256(self.benchmark.to_jsonl().encode()).hexdigest()[:16]
         key = f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{data_hash}"
         cached = cache_dir() / "vanilla" / key
-        if not cached.is_dir():
+        if not io.exists(cached):
             log = finetune(self.model, self.datasets(), self.config.finetune, self.tokenizer.pad_token_id,
                            self.config.seed, self.path("checkpoints/finetune"), key, self.device, self.progress,
                            self._epoch_hook("finetune"))
@@ -189,7 +190,7 @@ class Run:
 
     def stage1_gradients(self) -> dict[str, dict[str, torch.Tensor]]:
         path = self.path("importance.safetensors")
-        if path.is_file():
+        if io.exists(path):
             return io.load_by_dataset(path)
         if self.config.gradients.one_dataset_at_a_time:
             raise ConfigError("this needs the importance scores of stage 1, which gradients.one_dataset_at_a_time "
@@ -205,7 +206,7 @@ class Run:
 
     def stage2_masks(self) -> dict[str, dict[str, torch.Tensor]]:
         path = self.path("masks.safetensors")
-        if path.is_file():
+        if io.exists(path):
             return unflatten_masks(io.load_tensors(path))
         if self.config.gradients.one_dataset_at_a_time:
             return self._stages12_one_dataset_at_a_time(path)
@@ -241,7 +242,7 @@ class Run:
     def memflex_masks(self) -> dict[str, dict[str, torch.Tensor]]:
         """Memflex's whole-tensor frozen masks, from signed-mean random-label gradients (cached)."""
         path = self.path("memflex_gradients.safetensors")
-        if not path.is_file():
+        if not io.exists(path):
             model = self.use_weights("adapter_vanilla")
             generator = torch.Generator().manual_seed(self.config.seed)
             means = {name: gradient_means(model, items, self.config.gradients, len(self.tokenizer),
@@ -261,7 +262,7 @@ class Run:
         """Stage 3 with ``method``'s objective, masks and retain data, from the vanilla adapter."""
         folder = self.method_folder(method.name)
         target = folder / "adapter_unlearned"
-        if target.is_dir():
+        if io.exists(target):
             return target
         cfg = self.config
         unlearn_cfg = dataclasses.replace(cfg.unlearn, **method.unlearn)
@@ -320,7 +321,7 @@ class Run:
     def evaluate_model(self, name: str) -> dict:
         """Scores of ``vanilla``, ``unlearned`` (GRAIL) or a method's model (cached in RUN/evaluations/<name>.json)."""
         path = self.path(f"evaluations/{name}.json")
-        if path.is_file():
+        if io.exists(path):
             return io.read_json(path)
         started = time.time()
         cfg = self.config
@@ -370,7 +371,7 @@ class Run:
         """lm-eval (or the probe, offline) on the vanilla model, GRAIL and every method in RUN/methods/ (Table II);
         writes evaluations/general_<model>.json and comparison/table2_general.{md,csv}."""
         models = {"vanilla": "adapter_vanilla"}
-        if self.path("adapter_unlearned").is_dir():
+        if io.exists(self.path("adapter_unlearned")):
             models["grail"] = "adapter_unlearned"
         for folder in sorted(self.path("methods").glob("*/adapter_unlearned")):
             models[folder.parent.name] = str(folder.relative_to(self.folder))
