@@ -33,8 +33,8 @@ from grail import io
 from grail.batching import Encoded, encode_all, example_losses
 from grail.config import GradientConfig, LocalizeConfig, ModelConfig, UnlearnConfig
 from grail.data.builtin import builtin_benchmark
-from grail.models import EMBEDDED_MODEL, load_base, make_trainable, trainable_parameters
-from grail.reference import loop_abs_mean, set_localize
+from grail.models import EMBEDDED_MODEL, trainable_parameters
+from grail.reference import loop_abs_mean, lora_with_trained_b, set_localize
 from grail.stages.gradients import corrupt_answers, gradient_means
 from grail.stages.localize import localize
 from grail.stages.unlearn import UpdateMasks, unlearn
@@ -51,20 +51,6 @@ def median_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
         result = fn()
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
-
-
-def lora_model(name: str) -> tuple[torch.nn.Module, object]:
-    """The model with LoRA (r 8, all linear layers); B drawn small and non-zero, as after fine-tuning, so every
-    LoRA tensor has a gradient."""
-    config = ModelConfig(name=name, lora_dropout=0.0)
-    base, tokenizer = load_base(config)
-    torch.manual_seed(0)
-    model = make_trainable(base, config)
-    with torch.no_grad():
-        for param_name, param in model.named_parameters():
-            if "lora_B" in param_name:
-                param.normal_(0, 0.02)
-    return model, tokenizer
 
 
 def fixed_length_items(tokenizer, count: int, length: int) -> list[Encoded]:
@@ -255,7 +241,7 @@ def main() -> None:
     args = parser.parse_args()
 
     command = "python benchmarks/bench.py " + " ".join(sys.argv[1:])
-    model, tokenizer = lora_model(args.model)
+    model, tokenizer = lora_with_trained_b(ModelConfig(name=args.model, lora_dropout=0.0))
     results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "model": args.model,
                "repeats": args.repeats, "json": args.out.with_suffix(".json").name}
     print("stage 1 ...", file=sys.stderr)

@@ -16,8 +16,21 @@ import torch
 from torch import nn
 
 from grail.batching import Encoded, example_losses
-from grail.config import LocalizeConfig
-from grail.models import canonical_name
+from grail.config import LocalizeConfig, ModelConfig
+from grail.models import canonical_name, load_base, make_trainable
+
+
+def lora_with_trained_b(config: ModelConfig, seed: int = 0) -> tuple[nn.Module, object]:
+    """The model with LoRA whose B is drawn small and non-zero, as after fine-tuning (a fresh LoRA has B = 0, so
+    A gets no gradient): what tests and benchmarks measure gradients on. Returns (model, tokenizer)."""
+    base, tokenizer = load_base(config)
+    torch.manual_seed(seed)
+    model = make_trainable(base, config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    return model, tokenizer
 
 
 def loop_abs_mean(model: nn.Module, rows: Sequence[Encoded], pad_id: int,
