@@ -60,6 +60,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("npo", "NPO on forget data + GD on retain data", {"forget_objective": "npo", "forget_weight": 1.0}),
     Method("npo-grail", "NPO + GD with GRAIL's frozen set", {"forget_objective": "npo", "forget_weight": 1.0},
            masks="grail"),
+    Method("grail-kl", "GA + KL to the vanilla model on the retain sets, with GRAIL's frozen set",
+           {"retain_objective": "kl"}, masks="grail"),
 ]}
 
 TABLE_I = ["ga", "random-labels", "adversarial", "ga-gd-id", "ga-gd-ood", "ga-kl-id", "ga-kl-ood", "memflex",
