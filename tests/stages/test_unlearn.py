@@ -108,6 +108,16 @@ def test_a_domain_at_its_target_stops_ascending_and_the_stage_stops_when_all_are
     assert log[-1]["stop"].startswith("target met")
 
 
+def test_unlearning_one_domain_stops_at_its_target_whatever_the_others_us(tiny_lora, tiny_encoded):
+    model, tokenizer = tiny_lora
+    check = _scripted_check(*[{"privacy": {"US": 95.0, "RS": 100.0}, "copyright": {"US": 2.0, "RS": 100.0}}] * 3)
+    forget, retain = _split(tiny_encoded)
+    only_privacy = {d: v for d, v in forget.items() if d == "privacy"}
+    log = unlearn(model, only_privacy, {"privacy": retain["privacy"]}, UnlearnConfig(epochs=5, batch_size=4),
+                  tokenizer.pad_token_id, 0, None, check)
+    assert len(log) == 1 and log[-1]["stop"].startswith("target met")
+
+
 def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_encoded):
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
