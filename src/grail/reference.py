@@ -8,9 +8,11 @@ what ``benchmarks/`` measures it against. Never used by the pipeline.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from functools import reduce
 from operator import and_, or_
+from typing import Literal
 
 import torch
 from torch import nn
@@ -48,13 +50,19 @@ def loop_abs_mean(model: nn.Module, rows: Sequence[Encoded], pad_id: int,
     return {n: t / len(rows) for n, t in total.items()}
 
 
-def set_localize(importance: dict[str, dict[str, torch.Tensor]], domains: list[str],
-                 config: LocalizeConfig) -> dict[str, dict[str, torch.Tensor]]:
-    """``localize`` with Python sets of flat indices (top-k indices from torch.topk, as naive code would)."""
+def set_localize(importance: dict[str, dict[str, torch.Tensor]], domains: list[str], config: LocalizeConfig,
+                 selection: Literal["torch", "python"] = "torch") -> dict[str, dict[str, torch.Tensor]]:
+    """``localize`` with Python sets of flat indices. The top-k indices come from ``torch.topk`` (``torch``) or,
+    with no tensor code at all, from ``heapq.nlargest`` over the scores as a list (``python``)."""
     def top(dataset: str, name: str, percent: float) -> set[int]:
         scores = importance[dataset][name].flatten()
         k = round(scores.numel() * percent / 100.0)
-        return set(scores.topk(k, sorted=False).indices.tolist()) if k else set()
+        if not k:
+            return set()
+        if selection == "torch":
+            return set(scores.topk(k, sorted=False).indices.tolist())
+        values = scores.tolist()
+        return set(heapq.nlargest(k, range(len(values)), key=values.__getitem__))
 
     def as_mask(indices: set[int], like: torch.Tensor) -> torch.Tensor:
         flat = [False] * like.numel()

@@ -89,8 +89,9 @@ def test_signed_gradient_means_feed_memflex(tiny_lora, tiny_encoded):
     assert any((m < 0).any() for m in means["forget"].values())  # signed, not absolute
 
 
-@pytest.mark.parametrize("use_ur,use_rr", [(True, True), (False, True), (True, False)])
-def test_localize_equals_the_python_set_reference(use_ur, use_rr):
+@pytest.mark.parametrize("use_ur,use_rr,selection", [(True, True, "torch"), (False, True, "torch"),
+                                                     (True, False, "torch"), (True, True, "python")])
+def test_localize_equals_the_python_set_reference(use_ur, use_rr, selection):
     from grail.reference import set_localize
 
     generator = torch.Generator().manual_seed(0)
@@ -98,7 +99,7 @@ def test_localize_equals_the_python_set_reference(use_ur, use_rr):
     importance = {f"{d}/{s}": {n: torch.rand(shape, generator=generator) for n, shape in shapes.items()}
                   for d in ("p", "c") for s in ("forget", "retain")}
     config = LocalizeConfig(k_ur=10, k_rr=30, use_op_ur=use_ur, use_op_rr=use_rr)
-    ours, reference = localize(importance, ["p", "c"], config), set_localize(importance, ["p", "c"], config)
+    ours, reference = localize(importance, ["p", "c"], config), set_localize(importance, ["p", "c"], config, selection)
     for kind in ours:
         for name in shapes:
             assert torch.equal(ours[kind][name], reference[kind][name]), (kind, name)
