@@ -90,6 +90,7 @@ def _command(args: argparse.Namespace) -> int:
               f"FAIL: {result['frozen_changed']} frozen entries changed", file=sys.stderr)
         return 0 if result["ok"] else 1
 
+    from grail import distributed
     from grail.run import Run, RunFolderError
 
     folder = _run_folder(args)
@@ -99,7 +100,8 @@ def _command(args: argparse.Namespace) -> int:
         if config is None and not (folder / "config.yaml").is_file():
             config = load_config()
         run = Run(folder, config, progress=not args.quiet, device=args.device)
-        print(f"grail {args.command}: run folder {folder}", file=sys.stderr)
+        if distributed.is_main():
+            print(f"grail {args.command}: run folder {folder}", file=sys.stderr)
         if args.command == "compare":
             names = [n.strip() for n in args.methods.split(",") if n.strip()]
             unknown = sorted(set(names) - set(METHODS))
