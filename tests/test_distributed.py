@@ -87,3 +87,14 @@ def test_two_processes_fine_tune_like_one_from_an_empty_folder(one_and_two):
     expected, got = (read_trainable_file(f / "adapter_vanilla") for f in (one, fresh))
     for name in expected:  # each process took half of every batch; the summed gradients are the batch's
         torch.testing.assert_close(got[name], expected[name], rtol=1e-3, atol=1e-5)
+
+
+def test_a_process_without_examples_in_any_batch_still_fine_tunes(tmp_path):
+    # Batch size 1 over 2 processes: process 1 never gets a row (as 8 GPUs with the default batch of 4 would).
+    config = {**CONFIG, "finetune": {**CONFIG["finetune"], "epochs": 1, "batch_size": 1}}
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    _grail(["finetune", "--config", str(config_file), "--out", str(tmp_path / "run")], 2, tmp_path / "cache")
+    log = io.read_json(tmp_path / "run" / "adapter_vanilla" / "training_log.json")
+    assert log[0]["loss"] > 0 and set(log[0]["train_accuracy"]) == {"privacy/forget", "privacy/retain",
+                                                                      "copyright/forget", "copyright/retain"}

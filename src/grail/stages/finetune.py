@@ -63,7 +63,9 @@ def finetune(model: nn.Module, datasets: dict[str, list[Encoded]], config: Finet
         for share in distributed.gather_objects(dict(hits)):
             for name, values in share.items():
                 every[name] += values
-        return {"loss": mean(losses), "train_accuracy": {name: mean(v) for name, v in every.items()}}
+        # A process that got no rows (more processes than a batch has examples) has no loss of its own to log.
+        return {"loss": mean(losses) if losses else None,
+                "train_accuracy": {name: mean(v) for name, v in every.items()}}
 
     def should_stop(epoch: int, log: dict) -> str | None:
         if min(log["train_accuracy"].values()) >= config.stop_at_accuracy:
