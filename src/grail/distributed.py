@@ -82,13 +82,18 @@ def sum_across(tensors: Iterable[torch.Tensor]) -> None:
 
 
 def sum_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """Sum every parameter's gradient over the processes (a process with no examples contributes zeros)."""
+    """Sum every parameter's gradient over the processes (a process with no examples contributes zeros), in one
+    all-reduce of all gradients flattened together: one message a step, not one per tensor."""
     if not active():
         return
+    params = list(params)
     for param in params:
         if param.grad is None:
             param.grad = torch.zeros_like(param)
-        dist.all_reduce(param.grad)
+    flat = torch.cat([param.grad.reshape(-1) for param in params])
+    dist.all_reduce(flat)
+    for param, summed in zip(params, flat.split([param.numel() for param in params])):
+        param.grad.copy_(summed.view_as(param.grad))
 
 
 def main_value(obj: T) -> T:
