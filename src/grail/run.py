@@ -90,9 +90,9 @@ class Run:
         self.device = device or distributed.default_device()
         self.on_epoch_end = on_epoch_end
         config_file = self.folder / "config.yaml"
-        stored, occupied = distributed.main_value(  # what process 0 sees decides, for every process
+        has_config, occupied = distributed.main_value(  # what process 0 sees decides, for every process
             (config_file.is_file(), self.folder.exists() and any(self.folder.iterdir())))
-        if stored:
+        if has_config:
             stored = build_config(yaml.safe_load(config_file.read_text()), source=str(config_file))
             if config is not None and config.to_dict() != stored.to_dict():
                 diffs = _config_differences(stored.to_dict(), config.to_dict())
