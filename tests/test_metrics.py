@@ -42,6 +42,23 @@ def test_harmonic_success_and_summary():
     assert s["domains"]["a"]["US"] == 90 and s["domains"]["b"]["RS"] == 60
     assert s["average"]["US"] == 80 and s["average"]["RS"] == 70
     assert s["average"]["HS"] == pytest.approx((harmonic_success(90, 80) + harmonic_success(70, 60)) / 2)
+    assert "RS_heldout" not in s["average"]  # the data had no held-out facts
+
+
+def test_heldout_and_paraphrase_scores_from_fixed_logits():
+    """RS_heldout and US_paraphrase are RS and US on their own sets: computed here from fixed logits."""
+    logits, targets, mask = _fixed_logits()
+    heldout_acc = 100 * token_accuracy(logits, targets, mask).mean().item()  # (2/3 + 1/2) / 2
+    paraphrase_acc = 100 * token_accuracy(logits[:1], targets[:1], mask[:1]).mean().item()  # 2/3
+    domains = {"a": {"forget": {"accuracy": 10.0}, "retain": {"accuracy": 80.0},
+                     "retain_heldout": {"accuracy": heldout_acc}, "forget_paraphrase": {"accuracy": paraphrase_acc}},
+               "b": {"forget": {"accuracy": 30.0}, "retain": {"accuracy": 60.0},
+                     "retain_heldout": {"accuracy": 40.0}, "forget_paraphrase": {"accuracy": 50.0}}}
+    s = summarize(domains)
+    assert s["domains"]["a"]["RS_heldout"] == pytest.approx(100 * (2 / 3 + 1 / 2) / 2)
+    assert s["domains"]["a"]["US_paraphrase"] == pytest.approx(100 - 100 * 2 / 3)
+    assert s["average"]["RS_heldout"] == pytest.approx((100 * (2 / 3 + 1 / 2) / 2 + 40) / 2)
+    assert s["average"]["US_paraphrase"] == pytest.approx((100 - 100 * 2 / 3 + 50) / 2)
 
 
 def test_rouge_l_and_span_matching():
@@ -51,3 +68,6 @@ def test_rouge_l_and_span_matching():
     assert contains_span("Her number is 555-0199.\n", "555-0199")
     assert contains_span("Lives at 12  Alder   Lane", "12 Alder Lane")
     assert not contains_span("555-0198", "555-0199")
+    # a whole answer as the span (data without spans): its own end punctuation does not hide a leak
+    assert contains_span("It is  PARIS, of course", "Paris.")
+    assert not contains_span("It is Paris", "Lyon.")

@@ -19,7 +19,7 @@ TINY = {
     "finetune": {"epochs": 3, "lr": 1e-2, "batch_size": 4},
     "gradients": {"batch_size": 8},
     "unlearn": {"epochs": 2, "lr": 5e-3, "batch_size": 4, "target_us": None},
-    "evaluate": {"max_new_tokens": 4},
+    "evaluate": {"max_new_tokens": 4, "mmlu_per_subject": 1},
 }
 
 
@@ -39,15 +39,41 @@ def test_run_folder_holds_every_output(finished_run):
     for key, mask in masks.items():
         assert mask.dtype == torch.bool and mask.shape == params[key.split(".", 1)[1]].shape
     results = io.read_json(finished_run / "results.json")
-    assert set(results["models"]) == {"vanilla", "grail"}
-    for model in results["models"].values():
+    assert list(results["models"]) == ["base", "vanilla", "grail"]
+    assert set(results["models"]["base"]) == {"general"}  # the model before stage 0: general scope only
+    for name, model in results["models"].items():
+        assert {"probe_accuracy", "general_text_ppl", "mmlu_accuracy", "mmlu_logprob"} <= set(model["general"])
+        assert model["general"]["mmlu_n"] == 57  # one question per subject
+        if name == "base":
+            continue
         assert set(model["domains"]) == {"privacy", "copyright"}
         for domain in model["domains"].values():
-            assert {"US", "RS", "HS", "leak_rate", "retain_produced_rate"} <= set(domain)
+            assert {"US", "RS", "HS", "RS_heldout", "US_paraphrase", "leak_rate", "retain_produced_rate"} <= set(domain)
             assert {"accuracy", "ppl", "rouge_l", "rouge_l_generation"} <= set(domain["forget"])
-        assert "probe_accuracy" in model["general"]
+            assert domain["retain_heldout"]["n"] == 2 and domain["forget_paraphrase"]["n"] == domain["forget"]["n"]
+        assert {"RS_heldout", "US_paraphrase"} <= set(model["average"])
     assert results["audit"]["ok"] and results["audit"]["free_changed"] > 0
     assert "Audit (paper policy): PASS" in (finished_run / "report.md").read_text()
+
+
+def test_base_entry_scores_the_model_before_fine_tuning(finished_run):
+    """The base row is the untrained model: the same scores as a freshly built one (LoRA disabled)."""
+    from grail.config import ModelConfig
+    from grail.evaluation import general_scores
+    from grail.mmlu import load_mmlu, stratified_subset
+    from grail.models import load_base
+
+    fresh, tokenizer = load_base(ModelConfig(name="tiny"))
+    expected = general_scores(fresh, tokenizer, 32, "cpu", stratified_subset(load_mmlu(), 1))
+    base = io.read_json(finished_run / "results.json")["models"]["base"]["general"]
+    for key in ("probe_accuracy", "general_text_ppl", "mmlu_accuracy", "mmlu_logprob"):
+        assert base[key] == pytest.approx(expected[key], rel=1e-4), key
+    # stage 0 trained on the replay data, not on the texts that measure it
+    replay = [r["instruction"] for r in io.read_jsonl(finished_run / "general_replay.jsonl")]
+    from grail.data.general import GENERAL_PROBE, GENERAL_TEXT, UTILITY_CHECK_TEXT
+
+    measuring = {q for q, _ in GENERAL_PROBE} | set(GENERAL_TEXT) | set(UTILITY_CHECK_TEXT)
+    assert replay and not set(replay) & measuring
 
 
 def test_audit_fails_when_a_frozen_entry_changed(finished_run, tmp_path, capsys):

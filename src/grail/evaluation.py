@@ -1,4 +1,9 @@
-"""Scoring a model on every domain's forget and retain sets, and on the general ('otherwise') scope."""
+"""Scoring a model on every domain's sets and on the general ('otherwise') scope.
+
+Per domain: forget (US), retain (RS), and where the data has them retain_heldout (RS_heldout: retain facts that
+unlearning never saw) and forget_paraphrase (US_paraphrase: forget facts asked in a wording unlearning never
+trained on). General scope: the built-in probe, perplexity of held-out general text, and MMLU in cloze form.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from grail.batching import Encoded, answer_logits, batches, collate, encode_all
-from grail.data.examples import Benchmark, Example
-from grail.data.general import GENERAL_PROBE, GENERAL_TEXT
+from grail.data.examples import HELDOUT_SCOPE, PARAPHRASE_SET, Benchmark, Example
+from grail.data.general import GENERAL_PROBE, GENERAL_TEXT, UTILITY_CHECK_TEXT
 from grail.metrics import (
     contains_span,
     harmonic_success,
@@ -43,11 +48,13 @@ def teacher_forced(model: nn.Module, items: Sequence[Encoded], pad_id: int, batc
 
 @torch.no_grad()
 def generate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Sequence[int]],
-             max_new_tokens: Sequence[int] | int, batch_size: int, device: torch.device | str) -> list[str]:
-    """Greedy continuations of token-id prompts (left-padded batches)."""
+             max_new_tokens: Sequence[int] | int, batch_size: int, device: torch.device | str,
+             keep_ids: bool = False) -> list:
+    """Greedy continuations of token-id prompts (left-padded batches): texts, or (``keep_ids``) the new token
+    ids up to and including the first EOS."""
     budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     items = [Encoded(tuple(p), ()) for p in prompts]
-    texts = [""] * len(prompts)
+    texts: list = [""] * len(prompts)
     for index in batches(items, batch_size):
         width = max(len(prompts[i]) for i in index)
         ids = torch.full((len(index), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -59,7 +66,10 @@ def generate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: Sequ
                              max_new_tokens=max(budgets[i] for i in index), pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id)
         for row, i in enumerate(index):
-            texts[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True)
+            new = out[row, width:width + budgets[i]].tolist()
+            if tokenizer.eos_token_id in new:
+                new = new[:new.index(tokenizer.eos_token_id) + 1]
+            texts[i] = new if keep_ids else tokenizer.decode(new, skip_special_tokens=True)
     return texts
 
 
@@ -79,25 +89,30 @@ def score_set(model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Se
         budgets = [min(max_new_tokens, len(x.answer_ids) + 4) for x in items]
         texts = generate(model, tokenizer, [x.prompt_ids for x in items], budgets, batch_size, device)
         scores["rouge_l_generation"] = mean(rouge_l(t, ex.answer) for t, ex in zip(texts, examples))
-        with_span = [(t, ex.span) for t, ex in zip(texts, examples) if ex.span]
-        if with_span:
-            scores["span_rate"] = 100.0 * mean(contains_span(t, s) for t, s in with_span)
+        scores["span_rate"] = 100.0 * mean(contains_span(t, ex.leak_span) for t, ex in zip(texts, examples))
         scores["samples"] = [{"prompt": ex.prompt, "answer": ex.answer, "generation": t}
                              for ex, t in list(zip(examples, texts))[:3]]
     return scores
 
 
 def summarize(domains: dict[str, dict]) -> dict:
-    """Add US / RS / HS per domain and their averages over domains (Table I's 'Avg.')."""
+    """Add US / RS / HS (and RS_heldout / US_paraphrase where measured) per domain, and their averages over
+    domains (Table I's 'Avg.')."""
     for scores in domains.values():
         scores["US"] = 100.0 - scores["forget"]["accuracy"]
         scores["RS"] = scores["retain"]["accuracy"]
         scores["HS"] = harmonic_success(scores["US"], scores["RS"])
+        if HELDOUT_SCOPE in scores:
+            scores["RS_heldout"] = scores[HELDOUT_SCOPE]["accuracy"]
+        if PARAPHRASE_SET in scores:
+            scores["US_paraphrase"] = 100.0 - scores[PARAPHRASE_SET]["accuracy"]
         if "span_rate" in scores["forget"]:
             scores["leak_rate"] = scores["forget"]["span_rate"]
         if "span_rate" in scores["retain"]:
             scores["retain_produced_rate"] = scores["retain"]["span_rate"]
-    average = {key: mean(s[key] for s in domains.values()) for key in ("US", "RS", "HS")}
+    keys = ["US", "RS", "HS"] + [k for k in ("RS_heldout", "US_paraphrase")
+                                 if all(k in s for s in domains.values())]
+    average = {key: mean(s[key] for s in domains.values()) for key in keys}
     average["success"] = mean([average["US"], average["RS"]])
     return {"domains": domains, "average": average}
 
@@ -115,39 +130,60 @@ def _accepted(text: str, answers: Sequence[str]) -> bool:
     return any(re.search(rf"(?<!\w){re.escape(a.lower())}(?!\w)", text.lower()) for a in answers)
 
 
-def probe_prompts(tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """Probe questions as the model would be asked them: its chat template if it has one."""
+def chat_prompts(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str]) -> list[list[int]]:
+    """Questions as the model would be asked them: its chat template if it has one."""
     if getattr(tokenizer, "chat_template", None):
         return [tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
-                                              tokenize=True, return_dict=False) for q, _ in GENERAL_PROBE]
-    return [tokenizer(q + "\n\n").input_ids for q, _ in GENERAL_PROBE]
+                                              tokenize=True, return_dict=False) for q in questions]
+    return [tokenizer(q + "\n\n").input_ids for q in questions]
+
+
+def text_perplexity(model: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], batch_size: int,
+                    device: torch.device | str) -> float:
+    _, log_prob, _ = teacher_forced(model, text_items(tokenizer, texts), tokenizer.pad_token_id, batch_size, device)
+    return perplexity(log_prob)
+
+
+def utility_check_ppl(model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int,
+                      device: torch.device | str) -> float:
+    """Perplexity of the utility-check text: what utility budgets stop on during unlearning. It is neither
+    trained on nor the reported general-text perplexity, so stopping on it selects nothing on a test set."""
+    return text_perplexity(model, tokenizer, UTILITY_CHECK_TEXT, batch_size, device)
 
 
 def general_scores(model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int,
-                   device: torch.device | str) -> dict:
-    """The offline 'otherwise' scope: probe accuracy (%) and perplexity of held-out general text."""
-    answers = generate(model, tokenizer, probe_prompts(tokenizer), 24, batch_size, device)
+                   device: torch.device | str, mmlu_questions: Sequence | None = None) -> dict:
+    """The offline 'otherwise' scope: probe accuracy (%), perplexity of held-out general text and, given its
+    questions, MMLU in cloze form (acc_norm %, mean log-probability of the right answer's text)."""
+    answers = generate(model, tokenizer, chat_prompts(tokenizer, [q for q, _ in GENERAL_PROBE]), 24, batch_size,
+                       device)
     right = [_accepted(a, accepted) for a, (_, accepted) in zip(answers, GENERAL_PROBE)]
-    _, log_prob, _ = teacher_forced(model, text_items(tokenizer, GENERAL_TEXT), tokenizer.pad_token_id, batch_size,
-                                    device)
-    return {"probe_accuracy": 100.0 * mean(right), "probe_n": len(right), "general_text_ppl": perplexity(log_prob),
-            "probe_wrong": [q for (q, _), ok in zip(GENERAL_PROBE, right) if not ok]}
+    scores = {"probe_accuracy": 100.0 * mean(right), "probe_n": len(right),
+              "general_text_ppl": text_perplexity(model, tokenizer, GENERAL_TEXT, batch_size, device),
+              "probe_wrong": [q for (q, _), ok in zip(GENERAL_PROBE, right) if not ok]}
+    if mmlu_questions:
+        from grail.mmlu import mmlu_scores
+
+        scores.update(mmlu_scores(model, tokenizer, mmlu_questions, batch_size, device))
+    return scores
 
 
 def evaluate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, benchmark: Benchmark, prompt_format: str,
              max_length: int, batch_size: int, device: torch.device | str, max_new_tokens: int | None = None,
-             general: bool = False, progress: bool = False) -> dict:
-    """Scores of every dataset, US/RS/HS per domain and averaged, and optionally the general scope."""
+             general: bool = False, progress: bool = False, mmlu_questions: Sequence | None = None,
+             measured: bool = True) -> dict:
+    """Scores of every set (``measured=False``: forget and retain only, the fast check during unlearning),
+    US/RS/HS (RS_heldout, US_paraphrase) per domain and averaged, and optionally the general scope."""
     was_training = model.training
     model.eval()
     domains: dict[str, dict] = {}
-    datasets = list(benchmark.datasets())
-    for domain, scope, examples in tqdm(datasets, desc="evaluate", disable=not progress, leave=False):
+    sets = list(benchmark.measured_sets() if measured else benchmark.datasets())
+    for domain, name, examples in tqdm(sets, desc="evaluate", disable=not progress, leave=False):
         items = encode_all(tokenizer, examples, prompt_format, max_length)
-        domains.setdefault(domain, {})[scope] = score_set(model, tokenizer, examples, items, batch_size, device,
-                                                          max_new_tokens)
+        domains.setdefault(domain, {})[name] = score_set(model, tokenizer, examples, items, batch_size, device,
+                                                         max_new_tokens)
     result = summarize(domains)
     if general:
-        result["general"] = general_scores(model, tokenizer, batch_size, device)
+        result["general"] = general_scores(model, tokenizer, batch_size, device, mmlu_questions)
     model.train(was_training)
     return result

@@ -1,8 +1,10 @@
-"""Figures: the Jaccard overlap of the datasets' top-k parameter sets (paper Fig. 3) and a forget-vs-retain
-scatter of methods. Overlaps are computed with torch on the bool masks; matplotlib only draws."""
+"""Figures: the Jaccard overlap of the datasets' top-k parameter sets (paper Fig. 3), a forget-vs-retain
+scatter of methods and their forgetting-vs-utility-cost Pareto front. Overlaps are computed with torch on the bool
+masks; matplotlib only draws."""
 
 from __future__ import annotations
 
+import math
 import re
 from io import BytesIO
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import torch
 
 from grail import io
+from grail.compare import BUDGET, ppl_ratio
 from grail.stages.localize import top_k_mask
 
 LAYER = re.compile(r"layers\.(\d+)\.")
@@ -94,6 +97,8 @@ def plot_scatter(scores: dict[str, dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 5))
     for name, s in scores.items():
+        if "average" not in s:  # base: general scores only
+            continue
         us, rs = s["average"]["US"], s["average"]["RS"]
         ax.scatter(us, rs, s=40, color="tab:red" if name.startswith("grail") else "tab:blue")
         ax.annotate(name, (us, rs), fontsize=8, xytext=(4, 3), textcoords="offset points")
@@ -126,4 +131,63 @@ def plot_sweep(scores: dict[str, dict], path: Path) -> None:
         ax.set_ylim(0, 105)
         ax.set_title(domain)
     axes[0][0].legend(loc="lower left", fontsize=8)
+    _save(fig, path)
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """The names of the (cost, gain) points no other point beats on both (cost ≤ and gain ≥, one strictly), by
+    rising cost: the most forgetting to be had for each PPL ratio."""
+    front: list[str] = []
+    for name in sorted(points, key=lambda n: (points[n][0], -points[n][1])):
+        if not front or points[name][1] > points[front[-1]][1]:
+            front.append(name)
+    return front
+
+
+def plot_pareto(scores: dict[str, dict], path: Path, budget: float = BUDGET) -> None:
+    """Avg. Unlearning Success against general-text PPL ratio to vanilla (log x), colour = avg. Retention Success,
+    with the Pareto front and the budget line: forgetting is only worth what it costs the model's general ability.
+    Collapsed models (non-finite PPL) sit at the right edge; models without a general-text PPL are left out, and
+    nothing is written when vanilla has none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    vanilla = scores.get("vanilla", {})
+    every = {n: ppl_ratio(s, vanilla) for n, s in scores.items() if "average" in s}
+    ratios = {n: r for n, r in every.items() if r is not None}
+    if not ratios:
+        return
+    finite = {n: r for n, r in ratios.items() if math.isfinite(r)}
+    edge = max([*finite.values(), budget, 1.0]) * 2  # where collapsed models are drawn
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, ratio in ratios.items():
+        collapsed = name not in finite
+        x, average = (edge if collapsed else ratio), scores[name]["average"]
+        points = ax.scatter(x, average["US"], c=[average["RS"]], cmap="viridis", vmin=0, vmax=100, zorder=3,
+                            s=90 if name == "vanilla" else 45, marker="*" if name == "vanilla" else "X" if collapsed
+                            else "o", edgecolors="k", linewidths=0.6)
+        ax.annotate(f"{name} (collapsed)" if collapsed else name, (x, average["US"]), fontsize=8, xytext=(4, 3),
+                    textcoords="offset points", ha="right" if collapsed else "left")
+    front = pareto_front({n: (r, scores[n]["average"]["US"]) for n, r in finite.items()})
+    if front:
+        xs, ys = [finite[n] for n in front], [scores[n]["average"]["US"] for n in front]
+        ax.step(xs, ys, where="post", color="tab:red", alpha=0.6, label="Pareto front")
+    ax.axvline(budget, color="k", linestyle="--", linewidth=1, label=f"budget ({budget:g}× vanilla PPL)")
+    ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain if edge < 20 else FuncFormatter(lambda v, _: ""))
+    ax.set_xlim(min([*finite.values(), 1.0]) / 1.2, edge * 1.2)
+    ax.set_ylim(-5, 105)
+    ax.set_xlabel("general-text perplexity / vanilla's (log)")
+    ax.set_ylabel("Unlearning Success, avg. over domains (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.colorbar(points, ax=ax, label="Retention Success, avg. over domains (%)")
+    unplotted = [n for n, r in every.items() if r is None]
+    if unplotted:
+        ax.set_title("not plotted (no general-text PPL): " + ", ".join(unplotted), fontsize=8, loc="left")
     _save(fig, path)

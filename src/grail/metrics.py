@@ -56,5 +56,7 @@ def _normalize(text: str) -> str:
 
 
 def contains_span(generation: str, span: str) -> bool:
-    """Whether the span appears in the generation (case and runs of white space ignored)."""
-    return _normalize(span) in _normalize(generation)
+    """Whether the span appears in the generation (case, runs of white space and the span's own leading and
+    trailing punctuation ignored: a whole answer "Paris." leaks in "It is Paris")."""
+    core = _normalize(span).strip(".,;:!?\"' ")
+    return (core or _normalize(span)) in _normalize(generation)

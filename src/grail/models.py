@@ -9,9 +9,11 @@ Three kinds of model names:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -134,6 +136,8 @@ def make_trainable(model: PreTrainedModel, config: ModelConfig, adapter_path: st
     if config.adapter == "full":
         for name in target_linear_names(model, config.target_modules):
             model.get_submodule(name).weight.requires_grad_(True)
+        # The base model's own weights, for scoring it later (LoRA gets the same from peft's disable_adapter).
+        model._grail_base_weights = {k: v.detach().clone() for k, v in trainable_parameters(model).items()}
         if adapter_path is not None:
             load_trainable_state(model, adapter_path)
         return model
@@ -156,6 +160,26 @@ def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {canonical_name(n): p for n, p in model.named_parameters() if p.requires_grad}
 
 
+@contextlib.contextmanager
+def base_weights(model: nn.Module) -> Iterator[nn.Module]:
+    """The model as it was before any training (LoRA disabled, or the original linear weights), restored after."""
+    if hasattr(model, "peft_config"):
+        with model.disable_adapter():
+            yield model
+        return
+    params = trainable_parameters(model)
+    trained = {k: v.detach().clone() for k, v in params.items()}
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(model._grail_base_weights[name])
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(trained[name])
+
+
 def save_trainable(model: nn.Module, folder: Path) -> None:
     """Save what trains: a peft adapter folder (LoRA) or ``model.safetensors`` of the trained weights (full)."""
     if hasattr(model, "peft_config"):
@@ -166,7 +190,6 @@ def save_trainable(model: nn.Module, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in trainable_parameters(model).items()},
               str(folder / FULL_WEIGHTS_FILE))
-
 
 
 def read_trainable_file(folder: str | Path) -> dict[str, torch.Tensor]:

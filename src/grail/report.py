@@ -22,7 +22,7 @@ def results_document(config: RunConfig, evaluations: dict[str, dict], masks: dic
     return {
         "grail_version": __version__,
         "model": config.model.name,
-        "domains": list(next(iter(evaluations.values()))["domains"]),
+        "domains": list(evaluations["vanilla"]["domains"]),
         "config_fingerprint": config.fingerprint(),
         "models": evaluations,
         "masks": mask_summary(masks),
@@ -44,28 +44,34 @@ def _fmt(value: float | str | None, digits: int = 2) -> str:
 
 
 def results_table(document: dict) -> str:
-    """Table I's shape: per domain, forget (US, PPL, ROUGE-L) and retain (RS, PPL, ROUGE-L), then HS and Avg."""
-    lines = ["| model | domain | US ↑ | forget PPL ↑ | forget ROUGE-L ↓ | leak % ↓ | RS ↑ | retain PPL ↓ "
-             "| retain ROUGE-L ↑ | retain produced % ↑ | HS ↑ |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Table I's shape: per domain, forget (US, PPL, ROUGE-L) and retain (RS, PPL, ROUGE-L), then HS and Avg.;
+    with US on paraphrases and RS on held-out retain facts beside them."""
+    lines = ["| model | domain | US ↑ | US paraphrase ↑ | forget PPL ↑ | forget ROUGE-L ↓ | leak % ↓ | RS ↑ "
+             "| RS held-out ↑ | retain PPL ↓ | retain ROUGE-L ↑ | retain produced % ↑ | HS ↑ |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for model, scores in document["models"].items():
-        for domain, s in scores["domains"].items():
+        for domain, s in scores.get("domains", {}).items():
             f, r = s["forget"], s["retain"]
-            lines.append(f"| {model} | {domain} | {_fmt(s['US'])} | {_fmt(f['ppl'])} | {_fmt(f['rouge_l'])} "
-                         f"| {_fmt(s.get('leak_rate'))} | {_fmt(s['RS'])} | {_fmt(r['ppl'])} | {_fmt(r['rouge_l'])} "
+            lines.append(f"| {model} | {domain} | {_fmt(s['US'])} | {_fmt(s.get('US_paraphrase'))} | {_fmt(f['ppl'])} "
+                         f"| {_fmt(f['rouge_l'])} | {_fmt(s.get('leak_rate'))} | {_fmt(s['RS'])} "
+                         f"| {_fmt(s.get('RS_heldout'))} | {_fmt(r['ppl'])} | {_fmt(r['rouge_l'])} "
                          f"| {_fmt(s.get('retain_produced_rate'))} | {_fmt(s['HS'])} |")
-        a = scores["average"]
-        lines.append(f"| {model} | **avg.** | {_fmt(a['US'])} | | | | {_fmt(a['RS'])} | | | | {_fmt(a['HS'])} |")
+        if "average" in scores:
+            a = scores["average"]
+            lines.append(f"| {model} | **avg.** | {_fmt(a['US'])} | {_fmt(a.get('US_paraphrase'))} | | | "
+                         f"| {_fmt(a['RS'])} | {_fmt(a.get('RS_heldout'))} | | | | {_fmt(a['HS'])} |")
     return "\n".join(lines)
 
 
 def general_table(document: dict) -> str:
-    lines = ["| model | general probe accuracy % | general text PPL |", "|---|---|---|"]
+    lines = ["| model | probe accuracy % | general text PPL | MMLU acc_norm % | MMLU right-answer log-prob |",
+             "|---|---|---|---|---|"]
     for model, scores in document["models"].items():
         g = scores.get("general")
         if g:
+            mmlu = f"{_fmt(g['mmlu_accuracy'])} (n = {g['mmlu_n']})" if "mmlu_accuracy" in g else "-"
             lines.append(f"| {model} | {_fmt(g['probe_accuracy'])} ({g['probe_n']} questions) "
-                         f"| {_fmt(g['general_text_ppl'])} |")
+                         f"| {_fmt(g['general_text_ppl'])} | {mmlu} | {_fmt(g.get('mmlu_logprob'), 3)} |")
     return "\n".join(lines)
 
 
@@ -80,13 +86,17 @@ Model: `{document['model']}`; domains: {', '.join(document['domains'])}; grail {
 
 {results_table(document)}
 
-US = 100 - forget token accuracy, RS = retain token accuracy, HS = their harmonic mean. Leak % = share of
-forget examples whose sensitive span appears in the greedy generation; retain produced % = the same for retain
-facts.
+US = 100 - forget token accuracy, RS = retain token accuracy, HS = their harmonic mean. US paraphrase = US on
+the forget facts asked in a second wording that unlearning never trained on; RS held-out = RS on retain facts
+the model learned but unlearning never saw. Leak % = share of forget examples whose sensitive span (or whole
+answer) appears in the greedy generation; retain produced % = the same for retain facts.
 
 ## General ability ('otherwise' scope)
 
 {general_table(document)}
+
+`base` is the model before fine-tuning (stage 0): a loss from base to vanilla is stage 0's, from vanilla to
+grail is unlearning's.
 
 ## Localization and freezing
 

@@ -6,11 +6,12 @@ folder that holds a run of another config is never written to.
 
     RUN/config.yaml                 the resolved config
     RUN/data.jsonl                  the data used, in our JSONL format
+    RUN/general_replay.jsonl        the base model's own answers to general instructions (replay data)
     RUN/adapter_vanilla/            stage 0 (peft format)
     RUN/importance.safetensors      stage 1: "<domain>/<scope>:<param>" -> importance scores
     RUN/masks.safetensors           stage 2: "op_ur.<param>", "op_rr.<param>", "frozen.<param>" -> bool masks
     RUN/adapter_unlearned/          stage 3 (peft format)
-    RUN/evaluations/<model>.json    scores of each model
+    RUN/evaluations/<model>.json    scores of each model (base: the general scope only)
     RUN/results.json, RUN/report.md
 """
 
@@ -31,21 +32,32 @@ from torch import nn
 from grail import distributed, io
 from grail.audit import audit
 from grail.batching import Encoded, encode_all
+from grail.compare import BUDGET as UTILITY_BUDGET
 from grail.compare import write_comparison, write_general_table
 from grail.config import ConfigError, RunConfig, build_config
 from grail.data.builtin import builtin_benchmark
 from grail.data.examples import Benchmark
 from grail.data.general import OOD_RETAIN_TEXT
 from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
-from grail.evaluation import evaluate, text_items
-from grail.figures import plot_jaccard, plot_scatter, plot_sweep, top_sets
+from grail.evaluation import evaluate, general_scores, text_items, utility_check_ppl
+from grail.figures import plot_jaccard, plot_pareto, plot_scatter, plot_sweep, top_sets
 from grail.general_eval import general_ability, task_manager
 from grail.methods import Method, get_method, sweep_methods
-from grail.models import cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
+from grail.models import base_weights, cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
+from grail.replay import generate_replay, replay_instructions, replay_items
 from grail.report import results_document, write_report
 from grail.stages.finetune import finetune
 from grail.stages.gradients import gradient_means, importance, importance_by_dataset
-from grail.stages.localize import Localizer, flatten_masks, localize, memflex_frozen, memflex_selection, unflatten_masks
+from grail.stages.localize import (
+    GENERAL_DATASET,
+    Localizer,
+    flatten_masks,
+    localize,
+    memflex_frozen,
+    memflex_selection,
+    unflatten_masks,
+)
+from grail.stages.objectives import TopK, topk_reference
 from grail.stages.unlearn import UpdateMasks, unlearn
 
 STAGES = ("finetune", "localize", "unlearn", "evaluate")
@@ -140,9 +152,46 @@ class Run:
         return out
 
     def datasets(self) -> dict[str, list[Encoded]]:
-        """{"<domain>/<scope>": encoded examples}, the paper's D_x."""
+        """{"<domain>/<scope>": encoded examples}, the paper's D_x (and ``general/retain``, the replay data, when
+        localization protects general ability)."""
         enc = self.encoded()
-        return {f"{d}/{s}": enc[s][d] for d in self.benchmark.domain_names for s in ("forget", "retain")}
+        sets = {f"{d}/{s}": enc[s][d] for d in self.benchmark.domain_names for s in ("forget", "retain")}
+        if self.config.localize.protect_general:
+            sets[GENERAL_DATASET] = list(self.general_replay)
+        return sets
+
+    def memorised_sets(self) -> dict[str, list[Encoded]]:
+        """{"<domain>/<set>": encoded examples} of every set the vanilla model learns: the D_x and what only
+        measures unlearning (held-out retain facts, forget paraphrases)."""
+        m = self.config.model
+        return {f"{d}/{name}": encode_all(self.tokenizer, examples, m.prompt_format, m.max_length)
+                for d, name, examples in self.benchmark.measured_sets()}
+
+    @cached_property
+    def general_replay(self) -> dict[Encoded, TopK]:
+        """The base model's own answers to ``data.general_replay`` general instructions (written once per run), each
+        with the base model's top-k next-token distributions on it: what replay keeps the model close to."""
+        count = self.config.data.general_replay
+        if not count:
+            return {}
+        path = self.path("general_replay.jsonl")
+        with base_weights(self.model) as base:
+            if not io.exists(path):
+                io.write_jsonl(path, generate_replay(base, self.tokenizer, replay_instructions(count, self.config.seed),
+                                                     self.config.evaluate.batch_size, self.device))
+            base.eval()
+            return topk_reference(base, replay_items(self.tokenizer, io.read_jsonl(path)), self.tokenizer.pad_token_id,
+                                  self.device)
+
+    @cached_property
+    def mmlu_questions(self) -> list:
+        """The run's fixed MMLU subset (empty when MMLU is off)."""
+        per_subject = self.config.evaluate.mmlu_per_subject
+        if per_subject == 0 or not self.config.evaluate.probe:
+            return []
+        from grail.mmlu import load_mmlu, stratified_subset
+
+        return stratified_subset(load_mmlu(), per_subject)
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -176,9 +225,10 @@ class Run:
         key = f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{data_hash}"
         cached = cache_dir() / "vanilla" / key
         if not io.exists(cached):
-            log = finetune(self.model, self.datasets(), self.config.finetune, self.tokenizer.pad_token_id,
+            replay = self.general_replay if self.config.finetune.replay_weight else None
+            log = finetune(self.model, self.memorised_sets(), self.config.finetune, self.tokenizer.pad_token_id,
                            self.config.seed, self.path("checkpoints/finetune"), key, self.device, self.progress,
-                           self._epoch_hook("finetune"))
+                           self._epoch_hook("finetune"), replay)
             with io.staged_dir(target) as tmp:
                 save_trainable(self.model, tmp)
                 io.write_json(tmp / "training_log.json", log)
@@ -291,8 +341,13 @@ class Run:
 
         def check() -> dict[str, dict[str, float]]:
             scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
-                              cfg.evaluate.batch_size, self.device)
+                              cfg.evaluate.batch_size, self.device, measured=False)
             return {d: {"US": s["US"], "RS": s["RS"]} for d, s in scores["domains"].items()}
+
+        def utility() -> float:
+            return utility_check_ppl(model, self.tokenizer, cfg.evaluate.batch_size, self.device)
+
+        general = self.general_replay if unlearn_cfg.general_weight else None
 
         log = []
         for phase, phase_domains, masks in phases:
@@ -309,7 +364,7 @@ class Run:
             checkpoints = self.path("checkpoints/unlearn" if phase == "grail" else f"checkpoints/{phase}")
             log += unlearn(model, forget, retain, unlearn_cfg, self.tokenizer.pad_token_id, cfg.seed, policy_masks,
                            check, checkpoints, f"{cfg.fingerprint()}-{phase}", self.device, self.progress,
-                           self._epoch_hook("unlearn"))
+                           self._epoch_hook("unlearn"), general, utility)
         with io.staged_dir(target) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
@@ -319,24 +374,35 @@ class Run:
 
     # ---- evaluation and report ----------------------------------------------------------------------------
     def evaluate_model(self, name: str) -> dict:
-        """Scores of ``vanilla``, ``unlearned`` (GRAIL) or a method's model (cached in RUN/evaluations/<name>.json)."""
+        """Scores of ``base`` (the model before stage 0: general scope only), ``vanilla``, ``unlearned`` (GRAIL)
+        or a method's model (cached in RUN/evaluations/<name>.json)."""
         path = self.path(f"evaluations/{name}.json")
         if io.exists(path):
             return io.read_json(path)
         started = time.time()
         cfg = self.config
+        if name == "base":
+            with base_weights(self.model) as base:
+                base.eval()
+                scores = {"general": general_scores(base, self.tokenizer, cfg.evaluate.batch_size, self.device,
+                                                    self.mmlu_questions)}
+            io.write_json(path, scores)
+            self._record_time("evaluate_base", time.time() - started)
+            return io.read_json(path)
         weights = f"adapter_{name}" if name in ("vanilla", "unlearned") else f"methods/{name}/adapter_unlearned"
         model = self.use_weights(weights)
         scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
                           cfg.evaluate.batch_size, self.device,
                           cfg.evaluate.max_new_tokens if cfg.evaluate.generate else None,
-                          general=cfg.evaluate.probe, progress=self.progress)
+                          general=cfg.evaluate.probe, progress=self.progress, mmlu_questions=self.mmlu_questions)
         io.write_json(path, scores)
         self._record_time(f"evaluate_{name}", time.time() - started)
         return io.read_json(path)
 
     def results(self) -> dict:
         evaluations = {"vanilla": self.evaluate_model("vanilla"), "grail": self.evaluate_model("unlearned")}
+        if self.config.evaluate.probe:
+            evaluations = {"base": self.evaluate_model("base"), **evaluations}
         unlearn_log = io.read_json(self.path("adapter_unlearned/training_log.json"))
         document = results_document(self.config, evaluations, self.stage2_masks(), unlearn_log,
                                     audit(self.folder), io.read_json(self.timings_file))
@@ -344,13 +410,20 @@ class Run:
         write_report(self.path("report.md"), document)
         return document
 
-    def method_scores(self, methods: list[Method]) -> dict[str, dict]:
-        """Run (or reuse) each method; the vanilla model's and their scores, by name."""
+    def method_scores(self, methods: list[Method], utility_budget: float | None = None) -> dict[str, dict]:
+        """Run (or reuse) each method; the base, vanilla and their scores, by name. With ``utility_budget``, each
+        method stops at its last epoch within that multiple of the vanilla's utility-check perplexity (stored
+        apart, as ``methods/<name>-budget<b>``; keyed by the method's own name here)."""
         self.run("unlearn")
         scores = {"vanilla": self.evaluate_model("vanilla")}
+        if self.config.evaluate.probe:
+            scores = {"base": self.evaluate_model("base"), **scores}
         for method in methods:
-            self.unlearn_method(method)
-            scores[method.name] = self.evaluate_model("unlearned" if method.name == "grail" else method.name)
+            stored = method if utility_budget is None else dataclasses.replace(
+                method, name=f"{method.name}-budget{utility_budget:g}",
+                unlearn={**method.unlearn, "utility_budget": utility_budget})
+            self.unlearn_method(stored)
+            scores[method.name] = self.evaluate_model("unlearned" if stored.name == "grail" else stored.name)
         return scores
 
     def sweep(self, k_ur: list[float], k_rr: list[float]) -> dict[str, dict]:
@@ -386,14 +459,18 @@ class Run:
         write_general_table(self.path("comparison"), results)
         return results
 
-    def compare(self, names: list[str]) -> dict:
-        """Run (or reuse) every named method and write the comparison tables under RUN/comparison/."""
+    def compare(self, names: list[str], utility_budget: float | None = None,
+                budget: float = UTILITY_BUDGET) -> dict:
+        """Run (or reuse) every named method and write the comparison tables and figures under RUN/comparison/
+        (utility-matched, ``utility_budget`` set: RUN/comparison-budget<b>/). ``budget``: the general-text
+        perplexity ratio to the vanilla model that the tables and the ranking call 'within budget'."""
         methods = [get_method(n) for n in names]  # unknown names fail before any work
-        scores = self.method_scores(methods)
-        plot_jaccard(top_sets(self.stage1_gradients(), self.config.localize.k_ur),
-                     self.path("comparison/fig3_jaccard.png"))
-        plot_scatter(scores, self.path("comparison/forget_vs_retain.png"))
-        return write_comparison(self.path("comparison"), scores)
+        scores = self.method_scores(methods, utility_budget)
+        folder = self.path("comparison" if utility_budget is None else f"comparison-budget{utility_budget:g}")
+        plot_jaccard(top_sets(self.stage1_gradients(), self.config.localize.k_ur), folder / "fig3_jaccard.png")
+        plot_scatter(scores, folder / "forget_vs_retain.png")
+        plot_pareto(scores, folder / "pareto.png", budget)
+        return write_comparison(folder, scores, budget)
 
     def run(self, until: str = "evaluate") -> dict | None:
         """Run the pipeline up to and including ``until`` (one of STAGES), skipping what is done."""

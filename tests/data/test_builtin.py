@@ -23,3 +23,18 @@ def test_scopes_overlap_on_the_same_entities_and_spans_are_in_answers():
             assert any(entity in ex.prompt for ex in domain.retain), entity
         for ex in domain.forget + domain.retain:
             assert ex.span and ex.span in ex.answer
+
+
+def test_heldout_facts_and_paraphrases_are_new_to_unlearning():
+    bench = builtin_benchmark(seed=0, people=3, books=2)
+    for domain in bench.domains:
+        seen_prompts = {ex.prompt for ex in domain.forget + domain.retain}
+        assert len(domain.retain_heldout) == 2 * (3 if domain.name == "privacy" else 2)
+        assert not seen_prompts & {ex.prompt for ex in domain.retain_heldout}
+        paraphrased = domain.forget_paraphrases()
+        assert len(paraphrased) == len(domain.forget)
+        for original, asked in zip(domain.forget, paraphrased):
+            assert asked.prompt not in seen_prompts and asked.answer == original.answer
+    # the facts unlearning sees are those of the seed, whatever held-out facts are drawn beside them
+    assert [ex.answer for ex in bench.domains[0].forget][:2] == [
+        ex.answer for ex in builtin_benchmark(seed=0, people=3, books=2).domains[0].forget][:2]

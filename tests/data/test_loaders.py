@@ -120,3 +120,40 @@ def test_knowundo_hub_layout_from_a_local_dataset_folder(tmp_path):
     assert bench.domains[1].retain[0].prompt == "copyright-retention-train question 0"
     val = load_knowundo_hub(["copyright"], "val", str(tmp_path))
     assert len(val.domains[0].forget) == 1
+
+
+def test_jsonl_takes_heldout_retain_facts_and_paraphrases(tmp_path):
+    records = [{**GOOD[0], "paraphrase": "p1 in other words"}, *GOOD[1:],
+               {"domain": "med", "scope": "retain_heldout", "prompt": "p7", "answer": "a7"}]
+    bench = load_jsonl(_write_jsonl(tmp_path / "d.jsonl", records))
+    med = bench.domains[0]
+    assert med.forget[0].paraphrase == "p1 in other words" and med.retain_heldout[0].answer == "a7"
+    assert [(e.prompt, e.answer) for e in med.forget_paraphrases()] == [("p1 in other words", "a1")]
+    assert set(med.measured_sets()) == {"forget", "retain", "retain_heldout", "forget_paraphrase"}
+    assert set(bench.domains[1].measured_sets()) == {"forget", "retain"}  # both are optional
+    assert load_jsonl(_write_jsonl(tmp_path / "again.jsonl", bench.to_jsonl().splitlines())) == bench
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({**GOOD[0], "paraphrase": ""}, "line 2: field 'paraphrase' must be a non-empty string"),
+    ({**GOOD[0], "paraphrase": 7}, "line 2: field 'paraphrase' must be a non-empty string"),
+    ({**GOOD[1], "paraphrase": "q"}, "line 2: field 'paraphrase' is only for forget records"),
+    ({**GOOD[0], "paraphrase": " p1 "}, "line 2: field 'paraphrase' repeats the prompt"),
+    ({"domain": "med", "scope": "heldout", "prompt": "p", "answer": "a"}, "line 2: field 'scope' must be one of"),
+    ({"domain": "med", "scope": "retain_heldout", "prompt": "p"}, "line 2: missing field 'answer'"),
+])
+def test_jsonl_rejects_bad_optional_fields_by_name(tmp_path, bad, message):
+    with pytest.raises(DataError, match=message):
+        load_jsonl(_write_jsonl(tmp_path / "bad.jsonl", [GOOD[0], bad, *GOOD[1:]]))
+
+
+def test_knowundo_train_split_takes_the_val_retention_as_heldout(tmp_path):
+    folder = tmp_path / "privacy"
+    folder.mkdir()
+    for name, prompt in [("unlearn_train", "u"), ("retention_train", "r"), ("retention_val", "v")]:
+        (folder / f"{name}.json").write_text(json.dumps([{"text": prompt, "labels": prompt.upper()}]))
+    bench = load_knowundo_dir(tmp_path, ["privacy"])
+    assert [e.prompt for e in bench.domains[0].retain_heldout] == ["v"]
+    (folder / "retention_val.json").write_text('[{"text": "v"}]')
+    with pytest.raises(DataError, match=r"retention_val.json record 0: missing field 'labels'"):
+        load_knowundo_dir(tmp_path, ["privacy"])

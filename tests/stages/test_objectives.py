@@ -55,3 +55,21 @@ def test_every_objective_trains(tiny_lora, tiny_encoded, forget_objective, retai
     assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())
     if forget_objective in ("random_labels", "adversarial"):  # descent on the new labels
         assert log[-1]["forget_loss"] < log[0]["forget_loss"]
+
+
+def test_topk_kl_is_the_full_kl_when_k_covers_the_vocabulary_and_bounds_it_below_otherwise(tiny_lora, tiny_encoded):
+    model, tokenizer = tiny_lora
+    model.eval()
+    pad, items = tokenizer.pad_token_id, tiny_encoded["privacy/retain"]
+    full_ref = objectives.reference_log_probs(model, items, pad, "cpu", full=True)
+    all_ref = objectives.topk_reference(model, items, pad, "cpu", k=len(tokenizer))
+    few_ref = objectives.topk_reference(model, items, pad, "cpu", k=8)
+    assert objectives.topk_kl_loss(model, items, pad, "cpu", all_ref)[0].item() == pytest.approx(0.0, abs=1e-5)
+    with torch.no_grad():
+        for p in trainable_parameters(model).values():
+            p.add_(0.05 * torch.randn_like(p))
+    full = objectives.kl_loss(model, items, pad, "cpu", full_ref)[0].item()  # mean over tokens of KL(ref || now)
+    assert objectives.topk_kl_loss(model, items, pad, "cpu", all_ref)[0].item() == pytest.approx(full, rel=1e-4)
+    # merging the tail into one bucket can only lose information: the top-8 KL is a lower bound (and positive)
+    top8 = objectives.topk_kl_loss(model, items, pad, "cpu", few_ref)[0].item()
+    assert 0 < top8 <= full + 1e-6

@@ -131,3 +131,51 @@ def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_encode
     assert len(snapshots) == 2  # stopped after the second epoch ...
     # ... and went back to the weights after the first
     assert all(torch.equal(p, snapshots[0][n]) for n, p in params.items())
+
+
+def test_utility_budget_stops_and_keeps_the_epoch_within_it(tiny_lora, tiny_encoded):
+    """A utility check that worsens every epoch: the stage stops at the first epoch over budget and keeps the
+    weights of the epoch before."""
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    checks = iter([10.0, 11.0, 20.0, 30.0])  # before unlearning, after epoch 0, 1, 2
+    after_first: dict = {}
+
+    def utility():
+        value = next(checks)
+        if value == 11.0:
+            after_first.update({n: p.detach().clone() for n, p in params.items()})
+        return value
+
+    forget, retain = _split(tiny_encoded)
+    config = UnlearnConfig(epochs=3, lr=1e-2, batch_size=4, target_us=None, utility_budget=1.5)
+    log = unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, None, utility=utility)
+    assert len(log) == 2 and log[-1]["reverted"] and "utility budget spent" in log[-1]["stop"]
+    assert all(torch.equal(p.detach(), after_first[n]) for n, p in params.items())
+
+
+def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_encoded):
+    """With general_weight, stage 3 stays closer to the base model's distributions on the replay data."""
+    import copy
+
+    from grail.data.general import OOD_RETAIN_TEXT
+    from grail.evaluation import text_items
+    from grail.stages import objectives
+
+    model, tokenizer = tiny_lora
+    pad = tokenizer.pad_token_id
+    replay_items = text_items(tokenizer, OOD_RETAIN_TEXT)
+    model.eval()
+    reference = objectives.topk_reference(model, replay_items, pad, "cpu", k=16)
+    forget, retain = _split(tiny_encoded)
+    drift = {}
+    for weight in (0.0, 5.0):
+        trained = copy.deepcopy(model)
+        config = UnlearnConfig(epochs=2, lr=1e-2, batch_size=4, target_us=None, general_weight=weight,
+                               ascent_stop="never")
+        unlearn(trained, forget, retain, config, pad, 0, None, general=reference)
+        trained.eval()
+        drift[weight] = objectives.topk_kl_loss(trained, replay_items, pad, "cpu", reference)[0].item()
+    assert drift[5.0] < drift[0.0]
+    with pytest.raises(ValueError, match="general replay data"):
+        unlearn(model, forget, retain, UnlearnConfig(general_weight=1.0), pad, 0, None)

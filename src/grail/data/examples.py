@@ -2,7 +2,14 @@
 
 An example is a (prompt, answer) pair. Loss and metrics count answer tokens only. ``span`` marks, where the
 data knows it, the part of the answer that must (forget) or may (retain) come back in a generation: the phone
-number, the verbatim passage, the author's name. Leak rates are computed from it.
+number, the verbatim passage, the author's name. Leak rates are computed from it (from the whole answer where
+the data has no span).
+
+Besides the two scopes that unlearning works on (forget, retain), a domain may carry what only measures it:
+- ``retain_heldout``: retain facts the model learned (stage 0) that unlearning never sees: RS_heldout;
+- a forget example's ``paraphrase``: the same question in a second wording that unlearning never trains on:
+  US_paraphrase.
+Stage 0 memorises all of them (they are what the model knows); stages 1-3 use forget and retain only.
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 SCOPES = ("forget", "retain")
+"""The scopes unlearning works on (stages 1-3): the paper's datasets D_x."""
+HELDOUT_SCOPE = "retain_heldout"
+PARAPHRASE_SET = "forget_paraphrase"
 
 
 class DataError(ValueError):
@@ -23,6 +33,13 @@ class Example:
     prompt: str
     answer: str
     span: str | None = None
+    paraphrase: str | None = None
+    """Forget examples: the prompt in a second wording (evaluation only: US_paraphrase)."""
+
+    @property
+    def leak_span(self) -> str:
+        """What must not (forget) or may (retain) come back in a generation: the span, else the whole answer."""
+        return self.span or self.answer
 
 
 @dataclass
@@ -32,9 +49,21 @@ class Domain:
     name: str
     forget: list[Example] = field(default_factory=list)
     retain: list[Example] = field(default_factory=list)
+    retain_heldout: list[Example] = field(default_factory=list)
 
     def scope(self, scope: str) -> list[Example]:
-        return self.forget if scope == "forget" else self.retain
+        return {"forget": self.forget, "retain": self.retain, HELDOUT_SCOPE: self.retain_heldout}[scope]
+
+    def forget_paraphrases(self) -> list[Example]:
+        """The forget examples that have a second wording, asked in it."""
+        return [Example(ex.paraphrase, ex.answer, ex.span) for ex in self.forget if ex.paraphrase]
+
+    def measured_sets(self) -> dict[str, list[Example]]:
+        """Every non-empty set of this domain: forget, retain, and (where the data has them) retain_heldout and
+        forget_paraphrase. Stage 0 learns all of them; evaluation scores all of them."""
+        sets = {"forget": self.forget, "retain": self.retain, HELDOUT_SCOPE: self.retain_heldout,
+                PARAPHRASE_SET: self.forget_paraphrases()}
+        return {name: examples for name, examples in sets.items() if examples}
 
 
 @dataclass
@@ -60,6 +89,12 @@ class Benchmark:
             for scope in SCOPES:
                 yield domain.name, scope, domain.scope(scope)
 
+    def measured_sets(self) -> Iterator[tuple[str, str, list[Example]]]:
+        """(domain, set name, examples) for every set of every domain (``Domain.measured_sets``)."""
+        for domain in self.domains:
+            for name, examples in domain.measured_sets().items():
+                yield domain.name, name, examples
+
     def select(self, names: list[str]) -> Benchmark:
         """The sub-benchmark of the named domains, in the given order."""
         by_name = {d.name: d for d in self.domains}
@@ -71,10 +106,10 @@ class Benchmark:
     def to_jsonl(self) -> str:
         """Our own JSONL format (see README): one record per line."""
         lines = []
-        for domain, scope, examples in self.datasets():
-            for ex in examples:
-                record = {"domain": domain, "scope": scope, **asdict(ex)}
-                if record["span"] is None:
-                    del record["span"]
-                lines.append(json.dumps(record, ensure_ascii=False))
+        for domain in self.domains:
+            for scope in (*SCOPES, HELDOUT_SCOPE):
+                for ex in domain.scope(scope):
+                    record = {"domain": domain.name, "scope": scope,
+                              **{k: v for k, v in asdict(ex).items() if v is not None}}
+                    lines.append(json.dumps(record, ensure_ascii=False))
         return "\n".join(lines) + "\n"

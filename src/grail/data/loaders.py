@@ -1,6 +1,8 @@
 """Loaders: our JSONL format, KnowUnDo folders, and the KnowUnDo hub dataset.
 
 Every error names the file and the record (JSONL: the line) so a user can fix the input; nothing is written.
+Held-out retain facts (RS_heldout) come from the JSONL scope ``retain_heldout`` and, for KnowUnDo's train split,
+from its retention *val* records; forget paraphrases (US_paraphrase) from the JSONL field ``paraphrase``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from grail.data.examples import SCOPES, Benchmark, DataError, Domain, Example
+from grail.data.examples import HELDOUT_SCOPE, SCOPES, Benchmark, DataError, Domain, Example
 
 # KnowUnDo file -> our scope; the *_val files are the evaluation split.
 KNOWUNDO_FILES = {
@@ -34,13 +36,13 @@ def _text_field(record: Any, key: str, where: str) -> str:
     return value
 
 
-def _optional_span(record: dict, where: str) -> str | None:
-    span = record.get("span")
-    if span is None:
+def _optional_text(record: dict, key: str, where: str) -> str | None:
+    value = record.get(key)
+    if value is None:
         return None
-    if not isinstance(span, str) or not span.strip():
-        raise DataError(f"{where}: field 'span' must be a non-empty string when given")
-    return span
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{where}: field {key!r} must be a non-empty string when given")
+    return value
 
 
 def _check_complete(domains: dict[str, Domain], source: str) -> Benchmark:
@@ -52,7 +54,8 @@ def _check_complete(domains: dict[str, Domain], source: str) -> Benchmark:
 
 
 def load_jsonl(path: str | Path) -> Benchmark:
-    """Our format: one JSON object per line with domain, scope (forget|retain), prompt, answer, optional span."""
+    """Our format: one JSON object per line with domain, scope (forget | retain | retain_heldout), prompt,
+    answer, optional span, and on forget records an optional paraphrase (the prompt in a second wording)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -68,10 +71,16 @@ def load_jsonl(path: str | Path) -> Benchmark:
                 raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
             domain = _text_field(record, "domain", where)
             scope = _text_field(record, "scope", where)
-            if scope not in SCOPES:
-                raise DataError(f"{where}: field 'scope' must be one of {list(SCOPES)}, got {scope!r}")
-            example = Example(_text_field(record, "prompt", where), _text_field(record, "answer", where),
-                              _optional_span(record, where))
+            if scope not in (*SCOPES, HELDOUT_SCOPE):
+                raise DataError(f"{where}: field 'scope' must be one of {[*SCOPES, HELDOUT_SCOPE]}, got {scope!r}")
+            prompt = _text_field(record, "prompt", where)
+            paraphrase = _optional_text(record, "paraphrase", where)
+            if paraphrase is not None and scope != "forget":
+                raise DataError(f"{where}: field 'paraphrase' is only for forget records (scope is {scope!r})")
+            if paraphrase is not None and paraphrase.strip() == prompt.strip():
+                raise DataError(f"{where}: field 'paraphrase' repeats the prompt; it must be a second wording")
+            example = Example(prompt, _text_field(record, "answer", where), _optional_text(record, "span", where),
+                              paraphrase)
             domains.setdefault(domain, Domain(domain)).scope(scope).append(example)
     if not domains:
         raise DataError(f"{path}: no records")
@@ -89,8 +98,16 @@ def knowundo_records(records: Any, where: str) -> list[Example]:
     return examples
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+
+
 def load_knowundo_dir(root: str | Path, domains: Iterable[str], split: str = "train") -> Benchmark:
-    """KnowUnDo's layout: ROOT/<domain>/{unlearn,retention}_{train,val}.json."""
+    """KnowUnDo's layout: ROOT/<domain>/{unlearn,retention}_{train,val}.json. With the train split, the
+    retention_val records (where present) are the held-out retain facts."""
     root = Path(root)
     if split not in KNOWUNDO_FILES:
         raise DataError(f"split must be one of {list(KNOWUNDO_FILES)}, got {split!r}")
@@ -105,11 +122,11 @@ def load_knowundo_dir(root: str | Path, domains: Iterable[str], split: str = "tr
             path = folder / filename
             if not path.is_file():
                 raise DataError(f"{path}: missing file")
-            try:
-                records = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+            records = _read_json(path)
             domain.scope(scope).extend(knowundo_records(records, str(path)))
+        heldout = folder / KNOWUNDO_FILES["val"]["retain"]
+        if split == "train" and heldout.is_file():  # facts of the same kind that unlearning never sees
+            domain.retain_heldout.extend(knowundo_records(_read_json(heldout), str(heldout)))
         result[name] = domain
     return _check_complete(result, str(root))
 
@@ -133,5 +150,7 @@ def load_knowundo_hub(domains: Iterable[str], split: str = "train", dataset_id: 
             if split not in table.column_names or len(table) == 0:
                 raise DataError(f"{where}: no column {split!r} (columns {table.column_names})")
             domain.scope(scope).extend(knowundo_records(table[0][split], f"{where} column {split!r}"))
+            if scope == "retain" and split == "train" and "val" in table.column_names:
+                domain.retain_heldout.extend(knowundo_records(table[0]["val"], f"{where} column 'val'"))
         result[name] = domain
     return _check_complete(result, dataset_id)

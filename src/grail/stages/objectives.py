@@ -8,6 +8,9 @@ Forget objectives (minimised, then weighted by ``forget_weight``):
 - ``npo``: Negative Preference Optimization, -(2/beta) log sigmoid(-beta (log p - log p_ref)) of the answer.
 Retain objectives (weighted by ``retain_weight``): ``descent`` (CE) or ``kl`` (KL from the vanilla model's
 next-token distributions to the current ones, on the retain answers).
+General replay (stage 0 and, with ``general_weight``, stage 3): ``topk_kl_loss``, KL from the base model's
+next-token distributions (their top k and the rest's mass, so a 49k vocabulary costs k numbers a token) to
+the current ones: the model may learn its facts but must keep predicting general text as it did.
 
 What an objective needs from the vanilla model (relabelled answers, reference log-probabilities) is computed
 once, before the first update, and kept as tensors: the reference never changes.
@@ -103,4 +106,41 @@ def kl_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,
     log_q = torch.log_softmax(answer_logits(model, batch), -1)[batch.answer_mask]  # [tokens, V]
     log_p = torch.cat([reference[x] for x in items]).to(log_q.device)
     loss = F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+    return loss, loss.item()
+
+
+TopK = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""Per answer token of one example: the reference's top-k token ids [T, k], their log-probabilities [T, k] and
+the log of the probability mass outside them [T]."""
+
+
+def _log_rest(top_log_probs: torch.Tensor) -> torch.Tensor:
+    """log(1 - sum of the top-k probabilities), kept finite where they hold (almost) all the mass."""
+    return torch.log1p(-top_log_probs.exp().sum(-1).clamp(max=1 - 1e-6))
+
+
+@torch.no_grad()
+def topk_reference(model: nn.Module, items: Sequence[Encoded], pad_id: int, device, k: int = 32) -> dict[Encoded, TopK]:
+    """The model's (call it with the base weights) top-k next-token log-distributions on each answer token."""
+    out: dict[Encoded, TopK] = {}
+    for index in batches(items, 16):
+        batch = collate([items[i] for i in index], pad_id).to(device)
+        log_probs = torch.log_softmax(answer_logits(model, batch), -1)
+        top, ids = log_probs.topk(min(k, log_probs.shape[-1]), dim=-1)
+        for row, i in enumerate(index):
+            mask = batch.answer_mask[row]
+            out[items[i]] = (ids[row][mask].cpu(), top[row][mask].cpu(), _log_rest(top[row][mask]).cpu())
+    return out
+
+
+def topk_kl_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,
+                 reference: dict[Encoded, TopK]) -> tuple[torch.Tensor, float]:
+    """Mean over answer tokens of KL(p_ref || p_current) over the reference's top k tokens and the rest."""
+    batch = collate(items, pad_id).to(device)
+    log_q = torch.log_softmax(answer_logits(model, batch), -1)[batch.answer_mask]  # [tokens, V]
+    ids, log_p, log_p_rest = (torch.cat([reference[x][j] for x in items]).to(log_q.device) for j in range(3))
+    log_q_top = log_q.gather(-1, ids)
+    log_q_rest = _log_rest(log_q_top)
+    kl = (log_p.exp() * (log_p - log_q_top)).sum(-1) + log_p_rest.exp() * (log_p_rest - log_q_rest)
+    loss = kl.mean()
     return loss, loss.item()

@@ -3,9 +3,11 @@
 Each step takes half its batch from the forget examples and half from the retain examples of all domains
 (per domain, forget and retain are first truncated to the smaller count, as in the reference code):
 
-    loss = - forget_weight * mean CE(forget) + retain_weight * mean CE(retain)
+    loss = - forget_weight * mean CE(forget) + retain_weight * mean CE(retain) [+ general_weight * KL(general)]
 
-(GRAIL's objectives; the baselines swap in others from ``objectives.py``.)
+(GRAIL's objectives; the baselines swap in others from ``objectives.py``.) The optional third term keeps the
+model's next-token distributions on general replay data (the base model's own answers to everyday
+instructions) close to the base model's: general ability as a further retain set, which the paper lacks.
 
 Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the whole model. Two guards:
 - ``ascent_stop``: a forget token is ascended only while it is still known. ``uniform`` (default): while its
@@ -13,6 +15,8 @@ Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the who
   exactly what Unlearning Success counts (gentler, slower); ``never``: plain gradient ascent.
 - a domain that has reached ``target_us`` stops ascending (its retain examples keep descending), so one
   domain forgetting fast does not keep eroding its own retention while another domain catches up.
+- ``utility_budget``: once the perplexity of a utility-check text (never trained on, never reported) exceeds
+  that multiple of the vanilla model's, the stage stops and keeps the epoch before.
 
 Masking policies:
 - ``paper``: every update is multiplied by not-F.
@@ -101,21 +105,28 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             config: UnlearnConfig, pad_id: int, seed: int, masks: UpdateMasks | None,
             check: Callable[[], dict[str, dict[str, float]]] | None = None,
             checkpoint_dir: Path | None = None, fingerprint: str = "", device: str = "cpu",
-            progress: bool = False, on_epoch_end=None) -> list[dict]:
+            progress: bool = False, on_epoch_end=None, general: dict[Encoded, objectives.TopK] | None = None,
+            utility: Callable[[], float] | None = None) -> list[dict]:
     """Run stage 3 in place on ``model``; returns the per-epoch log.
 
-    ``forget`` / ``retain`` map each domain to its encoded examples. ``check`` scores the model after each
-    epoch ({domain: {"US": .., "RS": ..}}) for early stopping: stop once every domain's US reaches
-    ``config.target_us``; stop and go back one epoch if a domain's RS fell ``divergence_rs_drop`` points below
-    its value before unlearning.
+    ``forget`` / ``retain`` map each domain to its encoded examples; ``general`` maps the replay examples to the
+    base model's top-k next-token distributions, which ``config.general_weight`` keeps the model close to.
+    ``check`` scores the model after each epoch ({domain: {"US": .., "RS": ..}}) for early stopping: stop once
+    every domain's US reaches ``config.target_us``; stop and go back one epoch if a domain's RS fell
+    ``divergence_rs_drop`` points below its value before unlearning, or if ``utility()`` (a perplexity) exceeds
+    ``config.utility_budget`` times its value before unlearning.
     """
+    if config.general_weight and not general:
+        raise ValueError("unlearn.general_weight > 0 needs general replay data (data.general_replay > 0)")
     params = trainable_parameters(model)
     # Decay is applied by hand (masked), so AdamW itself must not decay.
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)
     decay_keep = None if masks is None else {n: (masks.forget[n] | masks.retain[n]) for n in params}
     forget_pools, retain_pool = balanced_pools(forget, retain, seed)
+    general_pool = list(general or {}) if config.general_weight else []
     half = config.batch_size // 2
     start_scores = check() if check is not None else None
+    start_utility = utility() if utility is not None and config.utility_budget else None
     previous: dict[str, torch.Tensor] = {}
     vocab_size = model.config.vocab_size
     cap = math.inf if config.ascent_stop == "never" else math.log(vocab_size)
@@ -145,21 +156,27 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             return objectives.kl_loss(model, items, pad_id, device, retain_reference)
         return objectives.descent_loss(model, items, pad_id, device)
 
-    def step(forget_batch: list[Encoded], retain_batch: list[Encoded]) -> tuple[float, float]:
+    def step(forget_batch: list[Encoded], retain_batch: list[Encoded],
+             general_batch: list[Encoded]) -> tuple[float, float]:
         # Several processes: each takes its share of the batch, its losses weighted by that share, and the
         # gradients are summed over processes (below), so every process makes the same update.
         forget_items, retain_items = distributed.shard(forget_batch), distributed.shard(retain_batch)
         forget_loss, forget_logged = _share(forget_term, forget_items, len(forget_batch))
         retain_loss, retain_logged = _share(retain_term, retain_items, len(retain_batch))
+        if general_batch:  # general replay is retain data: it joins the retain objective (and its mask)
+            general_loss, _ = _share(lambda xs: objectives.topk_kl_loss(model, xs, pad_id, device, general),
+                                     distributed.shard(general_batch), len(general_batch))
+        else:
+            general_loss = torch.zeros(())
+        retain_total = config.retain_weight * retain_loss + config.general_weight * general_loss
         if masks is None or masks.forget is masks.retain:  # one mask for both objectives: one backward
-            loss = config.forget_weight * forget_loss + config.retain_weight * retain_loss
+            loss = config.forget_weight * forget_loss + retain_total
             if loss.requires_grad:  # a process with no examples in this step contributes nothing
                 loss.backward()
             if masks is not None:
                 _mask_grads(params, masks.forget)
         else:  # per-objective: each objective's gradient gets its own mask before they are summed
-            for loss, keep in ((config.forget_weight * forget_loss, masks.forget),
-                               (config.retain_weight * retain_loss, masks.retain)):
+            for loss, keep in ((config.forget_weight * forget_loss, masks.forget), (retain_total, masks.retain)):
                 if not loss.requires_grad:
                     continue
                 grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
@@ -196,30 +213,42 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         forget_pool = [item for d in active for item in forget_pools[d]]
         forget_order = rng.sample(forget_pool, len(forget_pool))
         retain_order = rng.sample(retain_pool, len(retain_pool))
+        general_order = rng.sample(general_pool, len(general_pool))
         losses = []
         steps = range(0, len(forget_order), half)
         for i in tqdm(steps, desc=f"stage 3: unlearn, epoch {epoch + 1}/{config.epochs}", disable=not progress,
                       leave=False):
             retain_start = i % len(retain_order)  # fewer forget than retain examples once a domain is done
-            losses.append(step(forget_order[i:i + half], retain_order[retain_start:retain_start + half]))
+            general_start = i % len(general_order) if general_order else 0
+            losses.append(step(forget_order[i:i + half], retain_order[retain_start:retain_start + half],
+                               general_order[general_start:general_start + half]))
         forget_losses, retain_losses = ([x for x in xs if not math.isnan(x)] for xs in zip(*losses)) if losses \
             else ([], [])
         log = {"ascending": active, "forget_loss": mean(forget_losses) if forget_losses else None,
                "retain_loss": mean(retain_losses) if retain_losses else None}
         if check is not None:
             log["scores"] = check()
+        if start_utility is not None:
+            log["utility_ppl"] = utility()
         return log
 
+    def revert(log: dict) -> None:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(previous[n])
+        log["reverted"] = True
+
     def should_stop(epoch: int, log: dict) -> str | None:
+        if start_utility is not None and log["utility_ppl"] > config.utility_budget * start_utility:
+            revert(log)
+            return f"utility budget spent: utility-check PPL {log['utility_ppl']:.1f} > {config.utility_budget} x " \
+                   f"{start_utility:.1f}; kept the weights of the epoch before"
         scores = log.get("scores")
         if scores is None:
             return None
         for domain, s in scores.items():
             if start_scores[domain]["RS"] - s["RS"] > config.divergence_rs_drop:
-                with torch.no_grad():
-                    for n, p in params.items():
-                        p.copy_(previous[n])
-                log["reverted"] = True
+                revert(log)
                 return f"diverged: {domain} RS fell from {start_scores[domain]['RS']:.1f} to {s['RS']:.1f}; " \
                        f"kept the weights of the epoch before"
         # Every domain's retention counts (above), but only the domains being unlearned have a target to meet.
