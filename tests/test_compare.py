@@ -15,7 +15,8 @@ TINY = {
     "model": {"name": "tiny", "adapter": "full"},
     "data": {"people": 1, "books": 1},
     "finetune": {"epochs": 5, "lr": 3e-3},
-    "unlearn": {"epochs": 2, "lr": 2e-3, "batch_size": 4, "target_us": None},  # a barely trained vanilla
+    "unlearn": {"epochs": 2, "lr": 2e-3, "batch_size": 4, "target_us": None,  # a barely trained vanilla
+                "divergence_rs_drop": 100.0},
     "localize": {"memflex_mu": 0.99, "memflex_sigma": 0.0},  # the reference thresholds select nothing here
     "evaluate": {"max_new_tokens": 4, "probe": False},
 }

@@ -96,5 +96,6 @@ def test_a_process_without_examples_in_any_batch_still_fine_tunes(tmp_path):
     config_file.write_text(yaml.safe_dump(config))
     _grail(["finetune", "--config", str(config_file), "--out", str(tmp_path / "run")], 2, tmp_path / "cache")
     log = io.read_json(tmp_path / "run" / "adapter_vanilla" / "training_log.json")
-    assert log[0]["loss"] > 0 and set(log[0]["train_accuracy"]) == {"privacy/forget", "privacy/retain",
-                                                                      "copyright/forget", "copyright/retain"}
+    assert log[0]["loss"] > 0 and set(log[0]["train_accuracy"]) == {
+        f"{d}/{s}" for d in ("privacy", "copyright")
+        for s in ("forget", "retain", "retain_heldout", "forget_paraphrase")}

@@ -135,12 +135,15 @@ def topk_reference(model: nn.Module, items: Sequence[Encoded], pad_id: int, devi
 
 def topk_kl_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,
                  reference: dict[Encoded, TopK]) -> tuple[torch.Tensor, float]:
-    """Mean over answer tokens of KL(p_ref || p_current) over the reference's top k tokens and the rest."""
+    """Mean over examples of the mean over their answer tokens of KL(p_ref || p_current), over the reference's
+    top k tokens and the rest (per example first, like the CE losses, so a batch split over processes sums to
+    the same loss)."""
     batch = collate(items, pad_id).to(device)
     log_q = torch.log_softmax(answer_logits(model, batch), -1)[batch.answer_mask]  # [tokens, V]
     ids, log_p, log_p_rest = (torch.cat([reference[x][j] for x in items]).to(log_q.device) for j in range(3))
     log_q_top = log_q.gather(-1, ids)
     log_q_rest = _log_rest(log_q_top)
     kl = (log_p.exp() * (log_p - log_q_top)).sum(-1) + log_p_rest.exp() * (log_p_rest - log_q_rest)
-    loss = kl.mean()
+    per_example = torch.stack([part.mean() for part in kl.split(batch.answer_mask.sum(1).tolist())])
+    loss = per_example.mean()
     return loss, loss.item()
