@@ -119,8 +119,10 @@ def _command(args: argparse.Namespace) -> int:
             for table in ("table1", "table5_hs", "table_utility", "table4_strategies", "table6_ablations"):
                 if table in tables:
                     print(markdown(tables[table]["header"], tables[table]["rows"]))
-            budget = "" if args.utility_budget is None else f"-budget{args.utility_budget:g}"
-            print(f"tables: {folder / ('comparison' + budget)}")
+            out = folder / ("comparison" + ("" if args.utility_budget is None else f"-budget{args.utility_budget:g}"))
+            if (out / "ranking.md").is_file():
+                print((out / "ranking.md").read_text())
+            print(f"tables and figures: {out}")
             return 0
         if args.command == "sweep":
             try:

@@ -81,11 +81,13 @@ class FinetuneConfig:
     """Stop early once every set's answer-token accuracy (%) reaches this (checked after each epoch)."""
     adapter_path: str | None = None
     """Bring your own already-trained adapter (a peft folder): stage 0 is skipped."""
-    replay_weight: float = 1.0
+    replay_weight: float = 8.0
     """Weight of general replay in every step: KL from the base model's next-token distributions on the run's
     general replay data (``data.general_replay``) to the current ones. Real fine-tuning corpora are mostly
     other text; this keeps the vanilla model's general ability while it memorises. 0: the facts alone (the
     paper)."""
+    replay_batch_size: int = 1
+    """Replay examples per step (beside ``batch_size`` facts)."""
 
 
 @dataclass
@@ -151,13 +153,13 @@ class UnlearnConfig:
     retain_objective: Literal["descent", "kl"] = "descent"
     """``descent`` (GRAIL) or ``kl``: KL divergence to the vanilla model's next-token distributions."""
     npo_beta: float = 0.1
-    ascent_stop: Literal["forgotten", "uniform", "never"] = "uniform"
+    ascent_stop: Literal["forgotten", "uniform", "never"] = "forgotten"
     """When a forget answer token stops being ascended: ``forgotten``, once the model no longer predicts it
     (argmax); ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain gradient ascent."""
-    general_weight: float = 0.0
+    general_weight: float = 4.0
     """Weight of general replay in every step (KL to the base model on the replay data, as in stage 0):
     general text as a further retain set. 0: the paper's objective."""
-    utility_budget: float | None = None
+    utility_budget: float | None = 1.25
     """Stop, keeping the epoch before, once the perplexity of the utility-check text exceeds this multiple
     of the vanilla model's (e.g. 1.25). The check text is neither trained on nor the reported general
     perplexity. None: no budget."""
@@ -317,6 +319,7 @@ def validate(config: RunConfig, source: str = "config") -> RunConfig:
         (0 <= config.data.general_replay <= 160, "data.general_replay", "in [0, 160] (the replay instructions)"),
         (config.unlearn.general_weight >= 0, "unlearn.general_weight", ">= 0"),
         (config.finetune.replay_weight >= 0, "finetune.replay_weight", ">= 0"),
+        (config.finetune.replay_batch_size >= 1, "finetune.replay_batch_size", ">= 1"),
         (config.data.general_replay > 0 or not (config.unlearn.general_weight or config.localize.protect_general
                                                 or config.finetune.replay_weight),
          "data.general_replay", "> 0 when finetune.replay_weight, unlearn.general_weight or "

@@ -29,9 +29,10 @@ class Method:
     sequential: bool = False
 
 
-# The published baselines run as published: without the general replay term and the utility budget that
-# the run's config may give GRAIL (``grail compare --utility-budget`` sets a budget for every method).
-_PAPER = {"general_weight": 0.0, "utility_budget": None}
+# The published baselines run as published: without the general replay term, the gentler ascent stop and the
+# utility budget of grail's default GRAIL (``grail compare --utility-budget`` sets a budget for every method).
+# Their ascent stops per token at a uniform guess's loss, as every method's did before (GA: never).
+_PAPER = {"general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform"}
 _NO_RETAIN = {**_PAPER, "retain_weight": 0.0}
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -50,8 +51,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            masks="memflex"),
     Method("grail", "GRAIL: parameter-wise localization, F = OP-UR | OP-RR frozen (the run's unlearn config)",
            masks="grail"),
-    Method("grail-paper", "GRAIL with the paper's objective only: no general replay term, no utility budget",
-           _PAPER, masks="grail"),
+    Method("grail-paper", "GRAIL with the paper's objective: no general replay term, no utility budget, ascent to a "
+           "uniform guess", _PAPER, masks="grail"),
     Method("grail-no-op-ur", "GRAIL without OP-UR", masks="grail", localize={"use_op_ur": False}),
     Method("grail-no-op-rr", "GRAIL without OP-RR", masks="grail", localize={"use_op_rr": False}),
     Method("grail-no-both", "GRAIL without OP-UR and OP-RR (nothing frozen)", masks="grail",

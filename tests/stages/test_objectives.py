@@ -8,6 +8,9 @@ from grail.models import trainable_parameters
 from grail.stages import objectives
 from grail.stages.unlearn import unlearn
 
+# These tests are of the paper's stage 3 (the replay term and the utility budget have their own tests).
+PAPER = {"general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform"}
+
 
 def test_random_and_adversarial_relabelling(tiny_lora, tiny_encoded):
     model, tokenizer = tiny_lora
@@ -49,7 +52,7 @@ def test_every_objective_trains(tiny_lora, tiny_encoded, forget_objective, retai
     before = {n: p.detach().clone() for n, p in params.items()}
     forget = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/forget")}
     retain = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/retain")}
-    config = UnlearnConfig(epochs=2, lr=1e-2, batch_size=4, target_us=None, forget_objective=forget_objective,
+    config = UnlearnConfig(**PAPER, epochs=2, lr=1e-2, batch_size=4, target_us=None, forget_objective=forget_objective,
                            retain_objective=retain_objective)
     log = unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, None)
     assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())

@@ -5,6 +5,9 @@ from grail.config import UnlearnConfig
 from grail.models import trainable_parameters
 from grail.stages.unlearn import UpdateMasks, balanced_pools, unlearn
 
+# These tests are of the paper's stage 3 (the replay term and the utility budget have their own tests).
+PAPER = {"general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform"}
+
 
 def _random_masks(params, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -20,7 +23,7 @@ def _split(encoded):
 
 
 def _run(model, tokenizer, encoded, masks, **overrides):
-    config = UnlearnConfig(**{"epochs": 2, "lr": 1e-2, "weight_decay": 0.1, "batch_size": 4, "target_us": None,
+    config = UnlearnConfig(**{**PAPER, "epochs": 2, "lr": 1e-2, "weight_decay": 0.1, "batch_size": 4, "target_us": None,
                               **overrides})
     forget, retain = _split(encoded)
     return unlearn(model, forget, retain, config, tokenizer.pad_token_id, seed=0, masks=masks)
@@ -102,7 +105,7 @@ def test_a_domain_at_its_target_stops_ascending_and_the_stage_stops_when_all_are
     check = _scripted_check({"privacy": done, "copyright": not_done}, {"privacy": done, "copyright": not_done},
                             {"privacy": done, "copyright": done})
     forget, retain = _split(tiny_encoded)
-    config = UnlearnConfig(epochs=5, batch_size=4, target_us=90.0)
+    config = UnlearnConfig(**PAPER, epochs=5, batch_size=4, target_us=90.0)
     log = unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, None, check)
     assert [e["ascending"] for e in log] == [["copyright"], ["copyright"]]
     assert log[-1]["stop"].startswith("target met")
@@ -113,7 +116,7 @@ def test_unlearning_one_domain_stops_at_its_target_whatever_the_others_us(tiny_l
     check = _scripted_check(*[{"privacy": {"US": 95.0, "RS": 100.0}, "copyright": {"US": 2.0, "RS": 100.0}}] * 3)
     forget, retain = _split(tiny_encoded)
     only_privacy = {d: v for d, v in forget.items() if d == "privacy"}
-    log = unlearn(model, only_privacy, {"privacy": retain["privacy"]}, UnlearnConfig(epochs=5, batch_size=4),
+    log = unlearn(model, only_privacy, {"privacy": retain["privacy"]}, UnlearnConfig(**PAPER, epochs=5, batch_size=4),
                   tokenizer.pad_token_id, 0, None, check)
     assert len(log) == 1 and log[-1]["stop"].startswith("target met")
 
@@ -126,8 +129,8 @@ def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_encode
                             {"privacy": fine, "copyright": collapsed})
     forget, retain = _split(tiny_encoded)
     snapshots = []
-    unlearn(model, forget, retain, UnlearnConfig(epochs=5, batch_size=4), tokenizer.pad_token_id, 0, None, check,
-            on_epoch_end=lambda epoch: snapshots.append({n: p.detach().clone() for n, p in params.items()}))
+    unlearn(model, forget, retain, UnlearnConfig(**PAPER, epochs=5, batch_size=4), tokenizer.pad_token_id, 0, None,
+            check, on_epoch_end=lambda epoch: snapshots.append({n: p.detach().clone() for n, p in params.items()}))
     assert len(snapshots) == 2  # stopped after the second epoch ...
     # ... and went back to the weights after the first
     assert all(torch.equal(p, snapshots[0][n]) for n, p in params.items())
@@ -148,7 +151,7 @@ def test_utility_budget_stops_and_keeps_the_epoch_within_it(tiny_lora, tiny_enco
         return value
 
     forget, retain = _split(tiny_encoded)
-    config = UnlearnConfig(epochs=3, lr=1e-2, batch_size=4, target_us=None, utility_budget=1.5)
+    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, epochs=3, lr=1e-2, batch_size=4, target_us=None)
     log = unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, None, utility=utility)
     assert len(log) == 2 and log[-1]["reverted"] and "utility budget spent" in log[-1]["stop"]
     assert all(torch.equal(p.detach(), after_first[n]) for n, p in params.items())
@@ -171,8 +174,8 @@ def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_encoded):
     drift = {}
     for weight in (0.0, 5.0):
         trained = copy.deepcopy(model)
-        config = UnlearnConfig(epochs=2, lr=1e-2, batch_size=4, target_us=None, general_weight=weight,
-                               ascent_stop="never")
+        config = UnlearnConfig(**{**PAPER, "general_weight": weight, "ascent_stop": "never"}, epochs=2, lr=1e-2,
+                               batch_size=4, target_us=None)
         unlearn(trained, forget, retain, config, pad, 0, None, general=reference)
         trained.eval()
         drift[weight] = objectives.topk_kl_loss(trained, replay_items, pad, "cpu", reference)[0].item()

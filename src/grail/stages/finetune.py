@@ -36,7 +36,7 @@ def finetune(model: nn.Module, datasets: dict[str, list[Encoded]], config: Finet
     every dataset's answer-token accuracy during the epoch reaches ``config.stop_at_accuracy``.
     """
     replay_items = list(replay or {}) if config.replay_weight else []
-    replay_batch = -(-config.batch_size // 2)  # half as many replay examples as facts per step
+    replay_batch = config.replay_batch_size
     names = [name for name, items in datasets.items() for _ in items]
     items = [item for dataset in datasets.values() for item in dataset]
     params = [p for p in model.parameters() if p.requires_grad]
