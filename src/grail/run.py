@@ -419,7 +419,8 @@ class Run:
         if self.config.evaluate.probe:
             scores = {"base": self.evaluate_model("base"), **scores}
         for method in methods:
-            stored = method if utility_budget is None else dataclasses.replace(
+            own_budget = dataclasses.replace(self.config.unlearn, **method.unlearn).utility_budget
+            stored = method if utility_budget in (None, own_budget) else dataclasses.replace(  # else: already is
                 method, name=f"{method.name}-budget{utility_budget:g}",
                 unlearn={**method.unlearn, "utility_budget": utility_budget})
             self.unlearn_method(stored)
