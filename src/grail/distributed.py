@@ -16,8 +16,9 @@ group (NCCL on GPUs, gloo on CPUs). From then on:
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 import torch
@@ -72,6 +73,16 @@ def default_device() -> str:
 def shard(items: Sequence[T]) -> list[T]:
     """This process's share: every world_size-th item, starting at its rank."""
     return list(items[rank()::world_size()])
+
+
+def share_of_mean(term: Callable[[list[T]], tuple[torch.Tensor, float]], mine: list[T],
+                  batch_size: int) -> tuple[torch.Tensor, float]:
+    """A loss's mean over this process's share ``mine`` of a batch of ``batch_size``, weighted by the share, so
+    the shares' gradients sum to the whole batch's; (zero, nan) for an empty share."""
+    if not mine:
+        return torch.zeros(()), math.nan
+    loss, logged = term(mine)
+    return loss * (len(mine) / batch_size), logged
 
 
 def sum_across(tensors: Iterable[torch.Tensor]) -> None:

@@ -67,10 +67,10 @@ def finetune(model: nn.Module, datasets: dict[str, list[Encoded]], config: Finet
             if replay_order:
                 start = step * replay_batch % len(replay_order)
                 general = (replay_order + replay_order)[start:start + replay_batch]
-                share = distributed.shard(general)
-                if share:
-                    kl, logged = topk_kl_loss(model, share, pad_id, device, replay)
-                    (config.replay_weight * kl * len(share) / len(general)).backward()
+                kl, logged = distributed.share_of_mean(lambda xs: topk_kl_loss(model, xs, pad_id, device, replay),
+                                                       distributed.shard(general), len(general))
+                if kl.requires_grad:  # this process got some of the replay examples
+                    (config.replay_weight * kl).backward()
                     replay_losses.append(logged)
             distributed.sum_gradients(params)
             optimizer.step()

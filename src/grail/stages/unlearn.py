@@ -92,15 +92,6 @@ def _mask_grads(params: dict[str, nn.Parameter], keep: dict[str, torch.Tensor]) 
             param.grad.masked_fill_(~keep[name], 0.0)  # masked_fill: a NaN or inf gradient is zeroed too
 
 
-def _share(term: Callable[[list[Encoded]], tuple[torch.Tensor, float]], items: list[Encoded],
-           batch_size: int) -> tuple[torch.Tensor, float]:
-    """An objective's mean over this process's share of the batch, weighted by the share (zero if empty)."""
-    if not items:
-        return torch.zeros(()), math.nan
-    loss, logged = term(items)
-    return loss * (len(items) / batch_size), logged
-
-
 def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]],
             config: UnlearnConfig, pad_id: int, seed: int, masks: UpdateMasks | None,
             check: Callable[[], dict[str, dict[str, float]]] | None = None,
@@ -161,11 +152,12 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         # Several processes: each takes its share of the batch, its losses weighted by that share, and the
         # gradients are summed over processes (below), so every process makes the same update.
         forget_items, retain_items = distributed.shard(forget_batch), distributed.shard(retain_batch)
-        forget_loss, forget_logged = _share(forget_term, forget_items, len(forget_batch))
-        retain_loss, retain_logged = _share(retain_term, retain_items, len(retain_batch))
+        forget_loss, forget_logged = distributed.share_of_mean(forget_term, forget_items, len(forget_batch))
+        retain_loss, retain_logged = distributed.share_of_mean(retain_term, retain_items, len(retain_batch))
         if general_batch:  # general replay is retain data: it joins the retain objective (and its mask)
-            general_loss, _ = _share(lambda xs: objectives.topk_kl_loss(model, xs, pad_id, device, general),
-                                     distributed.shard(general_batch), len(general_batch))
+            general_loss, _ = distributed.share_of_mean(
+                lambda xs: objectives.topk_kl_loss(model, xs, pad_id, device, general),
+                distributed.shard(general_batch), len(general_batch))
         else:
             general_loss = torch.zeros(())
         retain_total = config.retain_weight * retain_loss + config.general_weight * general_loss
