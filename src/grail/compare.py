@@ -26,7 +26,7 @@ def _number(value) -> float:
 
 
 def _domains(scores: dict[str, dict]) -> list[str]:
-    """The domains of the first entry that has them (``base`` holds only its general scores)."""
+    """The domains of the first entry that has them (a ``base`` of an older run holds only its general scores)."""
     return next((list(s["domains"]) for s in scores.values() if "domains" in s), [])
 
 

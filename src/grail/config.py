@@ -153,9 +153,11 @@ class UnlearnConfig:
     retain_objective: Literal["descent", "kl"] = "descent"
     """``descent`` (GRAIL) or ``kl``: KL divergence to the vanilla model's next-token distributions."""
     npo_beta: float = 0.1
-    ascent_stop: Literal["forgotten", "uniform", "never"] = "forgotten"
-    """When a forget answer token stops being ascended: ``forgotten``, once the model no longer predicts it
-    (argmax); ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain gradient ascent."""
+    ascent_stop: Literal["reference", "forgotten", "uniform", "never"] = "forgotten"
+    """When a forget answer token stops being ascended: ``reference``, once the model no longer predicts it
+    (argmax) or finds it no more likely than the base model (before stage 0) did; ``forgotten``, once the
+    model no longer predicts it; ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain
+    gradient ascent."""
     general_weight: float = 4.0
     """Weight of general replay in every step (KL to the base model on the replay data, as in stage 0):
     general text as a further retain set. 0: the paper's objective."""

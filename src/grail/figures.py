@@ -97,7 +97,7 @@ def plot_scatter(scores: dict[str, dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 5))
     for name, s in scores.items():
-        if "average" not in s:  # base: general scores only
+        if "average" not in s:  # an older run's base: general scores only
             continue
         us, rs = s["average"]["US"], s["average"]["RS"]
         ax.scatter(us, rs, s=40, color="tab:red" if name.startswith("grail") else "tab:blue")

@@ -96,7 +96,8 @@ answer) appears in the greedy generation; retain produced % = the same for retai
 {general_table(document)}
 
 `base` is the model before fine-tuning (stage 0): a loss from base to vanilla is stage 0's, from vanilla to
-grail is unlearning's.
+grail is unlearning's. Its US (table above) is what a model that never saw the data gets: forgetting beyond it
+is more than exact unlearning would do.
 
 ## Localization and freezing
 

@@ -11,7 +11,7 @@ folder that holds a run of another config is never written to.
     RUN/importance.safetensors      stage 1: "<domain>/<scope>:<param>" -> importance scores
     RUN/masks.safetensors           stage 2: "op_ur.<param>", "op_rr.<param>", "frozen.<param>" -> bool masks
     RUN/adapter_unlearned/          stage 3 (peft format)
-    RUN/evaluations/<model>.json    scores of each model (base: the general scope only)
+    RUN/evaluations/<model>.json    scores of each model (base: no generation-based scores)
     RUN/results.json, RUN/report.md
 """
 
@@ -39,7 +39,7 @@ from grail.data.builtin import builtin_benchmark
 from grail.data.examples import Benchmark
 from grail.data.general import OOD_RETAIN_TEXT
 from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
-from grail.evaluation import evaluate, general_scores, text_items, utility_check_ppl
+from grail.evaluation import evaluate, text_items, utility_check_ppl
 from grail.figures import plot_jaccard, plot_pareto, plot_scatter, plot_sweep, top_sets
 from grail.general_eval import general_ability, task_manager
 from grail.methods import Method, get_method, sweep_methods
@@ -374,18 +374,18 @@ class Run:
 
     # ---- evaluation and report ----------------------------------------------------------------------------
     def evaluate_model(self, name: str) -> dict:
-        """Scores of ``base`` (the model before stage 0: general scope only), ``vanilla``, ``unlearned`` (GRAIL)
-        or a method's model (cached in RUN/evaluations/<name>.json)."""
+        """Scores of ``base`` (the model before stage 0; teacher-forced and general scores, no generation),
+        ``vanilla``, ``unlearned`` (GRAIL) or a method's model (cached in RUN/evaluations/<name>.json)."""
         path = self.path(f"evaluations/{name}.json")
         if io.exists(path):
             return io.read_json(path)
         started = time.time()
         cfg = self.config
-        if name == "base":
+        if name == "base":  # a model that never saw the data: what forgetting can honestly aim for
             with base_weights(self.model) as base:
-                base.eval()
-                scores = {"general": general_scores(base, self.tokenizer, cfg.evaluate.batch_size, self.device,
-                                                    self.mmlu_questions)}
+                scores = evaluate(base, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
+                                  cfg.evaluate.batch_size, self.device, None, general=cfg.evaluate.probe,
+                                  mmlu_questions=self.mmlu_questions)
             io.write_json(path, scores)
             self._record_time("evaluate_base", time.time() - started)
             return io.read_json(path)
@@ -400,9 +400,8 @@ class Run:
         return io.read_json(path)
 
     def results(self) -> dict:
-        evaluations = {"vanilla": self.evaluate_model("vanilla"), "grail": self.evaluate_model("unlearned")}
-        if self.config.evaluate.probe:
-            evaluations = {"base": self.evaluate_model("base"), **evaluations}
+        evaluations = {"base": self.evaluate_model("base"), "vanilla": self.evaluate_model("vanilla"),
+                       "grail": self.evaluate_model("unlearned")}
         unlearn_log = io.read_json(self.path("adapter_unlearned/training_log.json"))
         document = results_document(self.config, evaluations, self.stage2_masks(), unlearn_log,
                                     audit(self.folder), io.read_json(self.timings_file))
@@ -415,9 +414,7 @@ class Run:
         method stops at its last epoch within that multiple of the vanilla's utility-check perplexity (stored
         apart, as ``methods/<name>-budget<b>``; keyed by the method's own name here)."""
         self.run("unlearn")
-        scores = {"vanilla": self.evaluate_model("vanilla")}
-        if self.config.evaluate.probe:
-            scores = {"base": self.evaluate_model("base"), **scores}
+        scores = {"base": self.evaluate_model("base"), "vanilla": self.evaluate_model("vanilla")}
         for method in methods:
             own_budget = dataclasses.replace(self.config.unlearn, **method.unlearn).utility_budget
             stored = method if utility_budget in (None, own_budget) else dataclasses.replace(  # else: already is

@@ -77,3 +77,37 @@ def test_topk_kl_is_the_full_kl_when_k_covers_the_vocabulary_and_bounds_it_below
     # merging the tail into one bucket can only lose information: the top-8 KL is a lower bound (and positive)
     top8 = objectives.topk_kl_loss(model, items, pad, "cpu", few_ref)[0].item()
     assert 0 < top8 <= full + 1e-6
+
+
+def test_ascendable_tokens_by_hand():
+    from grail.batching import Batch
+
+    targets = torch.tensor([[1, 2, 0], [2, 2, 1]])
+    answer_mask = torch.tensor([[True, True, False], [True, True, True]])
+    batch = Batch(torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.long), targets, answer_mask)
+    logits = torch.zeros(2, 3, 3)
+    logits[0, 0, 1] = logits[0, 1, 0] = logits[1, 0, 2] = logits[1, 1, 2] = logits[1, 2, 1] = 5.0
+    ce = torch.tensor([[0.1, 0.2, 0.0], [0.3, 9.0, 0.5]])
+    floor = torch.tensor([[-1.0, -1.0, math.inf], [-0.1, -1.0, -1.0]])
+    everything = objectives.ascendable(ce, logits, batch, math.inf, False, None)
+    assert everything.tolist() == answer_mask.tolist()
+    assert objectives.ascendable(ce, logits, batch, 1.0, False, None).tolist() == [[True, True, False],
+                                                                                   [True, False, True]]
+    predicted = [[True, False, False], [True, True, True]]  # (0, 1): the argmax is token 0, not 2
+    assert objectives.ascendable(ce, logits, batch, math.inf, True, None).tolist() == predicted
+    # -ce must exceed the floor: (1, 0) has log-prob -0.3 < -0.1 (the base model found it likelier)
+    assert objectives.ascendable(ce, logits, batch, 1.0, True, floor).tolist() == [[True, False, False],
+                                                                                  [False, False, True]]
+
+
+def test_ascent_floor_is_the_models_own_log_probs_nothing_to_push(tiny_lora, tiny_encoded):
+    model, tokenizer = tiny_lora
+    model.eval()
+    pad, items = tokenizer.pad_token_id, tiny_encoded["privacy/forget"]
+    own = objectives.reference_log_probs(model, items, pad, "cpu", full=False)
+    assert objectives.ascent_loss(model, items, pad, "cpu", math.inf, False, own)[0].item() == 0.0
+    assert objectives.ascendable_share(model, items, pad, "cpu", math.inf, False, own) == 0.0
+    lower = {x: lp - 1.0 for x, lp in own.items()}  # every token above its floor: plain ascent
+    with_floor = objectives.ascent_loss(model, items, pad, "cpu", math.inf, False, lower)[0].item()
+    assert with_floor == objectives.ascent_loss(model, items, pad, "cpu", math.inf, False)[0].item() < 0
+    assert objectives.ascendable_share(model, items, pad, "cpu", math.inf, False, lower) == 100.0

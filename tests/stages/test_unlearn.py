@@ -182,3 +182,37 @@ def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_encoded):
     assert drift[5.0] < drift[0.0]
     with pytest.raises(ValueError, match="general replay data"):
         unlearn(model, forget, retain, UnlearnConfig(general_weight=1.0), pad, 0, None)
+
+
+def test_reference_ascent_stops_at_the_base_model(tiny_lora, tiny_encoded):
+    """LoRA B = 0: the model is the base model, so no forget token is likelier than there; nothing ascends and
+    the stage ends at once, untouched."""
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    with torch.no_grad():
+        for name, p in params.items():
+            if "lora_B" in name:
+                p.zero_()
+    before = {n: p.detach().clone() for n, p in params.items()}
+    log = _run(model, tokenizer, tiny_encoded, None, retain_weight=0.0, weight_decay=0.0, ascent_stop="reference",
+               epochs=3)
+    assert len(log) == 1 and log[0]["ascending"] == []
+    assert log[0]["left_to_ascend"] == {"privacy": 0.0, "copyright": 0.0}
+    assert log[0]["stop"].startswith("nothing left to ascend")
+    assert all(torch.equal(p.detach(), before[n]) for n, p in params.items())
+
+
+def test_reference_ascent_pushes_only_what_the_vanilla_knows_better_than_the_base(tiny_lora, tiny_encoded):
+    """A vanilla that memorised the sets (stage 0 on the tiny model) has tokens to ascend; ascent removes them
+    and stops ascending once none is left above the base model (or predicted)."""
+    from grail.config import FinetuneConfig
+    from grail.stages.finetune import finetune
+
+    model, tokenizer = tiny_lora
+    finetune(model, tiny_encoded, FinetuneConfig(epochs=15, lr=1e-2, replay_weight=0.0), tokenizer.pad_token_id, 0)
+    log = _run(model, tokenizer, tiny_encoded, None, retain_weight=0.0, ascent_stop="reference", epochs=6,
+               lr=3e-3)
+    first, last = log[0]["left_to_ascend"], log[-1]["left_to_ascend"]
+    assert log[0]["ascending"] == ["privacy", "copyright"]
+    assert all(last[d] < first[d] for d in first), (first, last)
+    assert log[-1]["stop"].startswith("nothing left to ascend")

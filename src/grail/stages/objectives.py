@@ -60,8 +60,9 @@ def relabel(model: nn.Module, items: Sequence[Encoded], how: str, vocab_size: in
 @torch.no_grad()
 def reference_log_probs(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,
                         full: bool) -> dict[Encoded, torch.Tensor]:
-    """Per example, the vanilla model's answer log-probabilities: summed (``full=False``, for NPO) or the whole
-    next-token log-distribution at each answer position, [answer length, V] (``full=True``, for KL)."""
+    """Per example, the model's log-probability of each answer token, [answer length] (``full=False``: NPO's
+    reference, the ascent's floor), or the whole next-token log-distribution at each answer position,
+    [answer length, V] (``full=True``, for KL)."""
     out: dict[Encoded, torch.Tensor] = {}
     for index in batches(items, 16):
         batch = collate([items[i] for i in index], pad_id).to(device)
@@ -69,20 +70,54 @@ def reference_log_probs(model: nn.Module, items: Sequence[Encoded], pad_id: int,
         for row, i in enumerate(index):
             answer = log_probs[row][batch.answer_mask[row]]
             out[items[i]] = answer.cpu() if full else answer.gather(
-                -1, batch.targets[row][batch.answer_mask[row]].unsqueeze(-1)).sum()
+                -1, batch.targets[row][batch.answer_mask[row]].unsqueeze(-1)).squeeze(-1).cpu()
+    return out
+
+
+def _per_token(batch: Batch, values: dict[Encoded, torch.Tensor], items: Sequence[Encoded],
+               fill: float) -> torch.Tensor:
+    """Per-token values of each example ([its answer length]) laid out like the batch's answer tokens, [B, K]."""
+    out = torch.full(batch.targets.shape, fill, device=batch.targets.device)
+    out[batch.answer_mask] = torch.cat([values[x] for x in items]).to(out.device)
     return out
 
 
 def ascent_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device, cap: float,
-                only_predicted: bool) -> tuple[torch.Tensor, float]:
-    """-mean CE of the answer tokens still known (CE below ``cap``; and, if asked, still the argmax)."""
+                only_predicted: bool, floor: dict[Encoded, torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
+    """-mean CE of the answer tokens still known: CE below ``cap``; if asked, still the argmax; given a
+    ``floor`` (per example, each answer token's log-probability under a model that never saw it), still more
+    likely than there."""
     ce, batch, logits = _token_ce(model, items, pad_id, device)
-    known = batch.answer_mask & (ce.detach() < cap)
-    if only_predicted:
-        known &= logits.detach().argmax(-1) == batch.targets
+    known = ascendable(ce.detach(), logits.detach(), batch, cap, only_predicted,
+                       None if floor is None else _per_token(batch, floor, items, math.inf))
     tokens = batch.answer_mask.sum(1)
     logged = ((ce.detach() * batch.answer_mask).sum(1) / tokens).mean().item()
     return -((ce * known).sum(1) / tokens).mean(), logged
+
+
+def ascendable(ce: torch.Tensor, logits: torch.Tensor, batch: Batch, cap: float, only_predicted: bool,
+               floor: torch.Tensor | None) -> torch.Tensor:
+    """Which answer tokens [B, K] ascent still pushes (see ``ascent_loss``)."""
+    known = batch.answer_mask & (ce < cap)
+    if only_predicted:
+        known &= logits.argmax(-1) == batch.targets
+    if floor is not None:  # with a little slack: padding changes a log-probability in its last digits
+        known &= -ce > floor + 1e-3
+    return known
+
+
+@torch.no_grad()
+def ascendable_share(model: nn.Module, items: Sequence[Encoded], pad_id: int, device, cap: float,
+                     only_predicted: bool, floor: dict[Encoded, torch.Tensor] | None) -> float:
+    """The share (%) of the items' answer tokens that ``ascent_loss`` would still push."""
+    pushed = total = 0
+    for index in batches(items, 16):
+        chunk = [items[i] for i in index]
+        ce, batch, logits = _token_ce(model, chunk, pad_id, device)
+        known = ascendable(ce, logits, batch, cap, only_predicted,
+                           None if floor is None else _per_token(batch, floor, chunk, math.inf))
+        pushed, total = pushed + known.sum().item(), total + batch.answer_mask.sum().item()
+    return 100.0 * pushed / max(total, 1)
 
 
 def descent_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device) -> tuple[torch.Tensor, float]:
@@ -94,7 +129,7 @@ def npo_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device, re
              beta: float) -> tuple[torch.Tensor, float]:
     ce, batch, _ = _token_ce(model, items, pad_id, device)
     log_p = -(ce * batch.answer_mask).sum(1)
-    log_ref = torch.stack([reference[x] for x in items]).to(log_p.device)
+    log_ref = torch.stack([reference[x].sum() for x in items]).to(log_p.device)
     loss = -(2.0 / beta) * F.logsigmoid(-beta * (log_p - log_ref)).mean()
     return loss, ((ce.detach() * batch.answer_mask).sum(1) / batch.answer_mask.sum(1)).mean().item()
 

@@ -9,12 +9,16 @@ Each step takes half its batch from the forget examples and half from the retain
 model's next-token distributions on general replay data (the base model's own answers to everyday
 instructions) close to the base model's: general ability as a further retain set, which the paper lacks.
 
-Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the whole model. Two guards:
-- ``ascent_stop``: a forget token is ascended only while it is still known. ``uniform`` (default): while its
-  CE is below ln |V|, that of a uniform guess; ``forgotten``: while the model still predicts it (argmax),
-  exactly what Unlearning Success counts (gentler, slower); ``never``: plain gradient ascent.
-- a domain that has reached ``target_us`` stops ascending (its retain examples keep descending), so one
-  domain forgetting fast does not keep eroding its own retention while another domain catches up.
+Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the whole model. Guards:
+- ``ascent_stop``: a forget token is ascended only while it is still known. ``forgotten`` (default): while
+  the model still predicts it (argmax), exactly what Unlearning Success counts. ``reference``: while it is
+  also likelier than under the base model before stage 0 (a model that never saw the data): much of a forget
+  answer is predictable unseen (a name copied into an e-mail address, a phone number's dash), and pushing
+  below that is unlearning how to copy or write. ``uniform`` (the paper's setting here): while its CE is below
+  ln |V|, that of a uniform guess; ``never``: plain gradient ascent.
+- a domain stops ascending once it has reached ``target_us`` or has nothing left to ascend (every token
+  forgotten or down to the base model's), and its retain examples keep descending; so one domain forgetting
+  fast does not keep eroding its own retention while another domain catches up.
 - ``utility_budget``: once the perplexity of a utility-check text (never trained on, never reported) exceeds
   that multiple of the vanilla model's, the stage stops and keeps the epoch before.
 
@@ -43,7 +47,7 @@ from tqdm.auto import tqdm
 from grail import distributed
 from grail.batching import Encoded
 from grail.config import UnlearnConfig
-from grail.models import trainable_parameters
+from grail.models import base_weights, trainable_parameters
 from grail.stages import objectives
 from grail.training import Checkpoint, run_epochs
 
@@ -128,16 +132,21 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         generator = torch.Generator().manual_seed(seed)
         forget_pools = {d: objectives.relabel(model, items, config.forget_objective, vocab_size, pad_id, device,
                                               generator) for d, items in forget_pools.items()}
-    forget_reference = (objectives.reference_log_probs(model, [x for xs in forget_pools.values() for x in xs],
-                                                       pad_id, device, full=False)
+    all_forget = [x for xs in forget_pools.values() for x in xs]
+    forget_reference = (objectives.reference_log_probs(model, all_forget, pad_id, device, full=False)
                         if config.forget_objective == "npo" else {})
+    floor = None  # per forget token, its log-probability under the base model: ascent goes no lower
+    if config.forget_objective == "ascent" and config.ascent_stop == "reference":
+        with base_weights(model) as base:
+            floor = objectives.reference_log_probs(base, all_forget, pad_id, device, full=False)
+    only_predicted = config.ascent_stop in ("forgotten", "reference")
     retain_reference = (objectives.reference_log_probs(model, retain_pool, pad_id, device, full=True)
                         if config.retain_objective == "kl" else {})
     model.train(was_training)
 
     def forget_term(items: list[Encoded]) -> tuple[torch.Tensor, float]:
         if config.forget_objective == "ascent":
-            return objectives.ascent_loss(model, items, pad_id, device, cap, config.ascent_stop == "forgotten")
+            return objectives.ascent_loss(model, items, pad_id, device, cap, only_predicted, floor)
         if config.forget_objective == "npo":
             return objectives.npo_loss(model, items, pad_id, device, forget_reference, config.npo_beta)
         return objectives.descent_loss(model, items, pad_id, device)  # on relabelled answers
@@ -191,12 +200,23 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         optimizer.zero_grad(set_to_none=True)
         return forget_logged, retain_logged
 
+    def left_to_ascend() -> dict[str, float]:
+        """Per domain, the share (%) of its forget tokens that ascent still pushes."""
+        if config.forget_objective != "ascent":
+            return {d: 100.0 for d in forget_pools}
+        was_training = model.training
+        model.eval()
+        share = {d: objectives.ascendable_share(model, items, pad_id, device, cap, only_predicted, floor)
+                 for d, items in forget_pools.items()}
+        model.train(was_training)
+        return share
+
     def still_forgetting(history: list[dict]) -> list[str]:
-        """Domains that have not reached the target yet (by the last check), in order."""
-        last = history[-1]["scores"] if history and "scores" in history[-1] else start_scores
-        if config.target_us is None or last is None:
-            return list(forget_pools)
-        return [d for d in forget_pools if last[d]["US"] < config.target_us]
+        """Domains that have neither reached the target nor run out of tokens to ascend (by the last check)."""
+        last = history[-1] if history else {"scores": start_scores, "left_to_ascend": left_to_ascend()}
+        return [d for d in forget_pools if last.get("left_to_ascend", {}).get(d, 100.0) > 0
+                and (config.target_us is None or last.get("scores") is None
+                     or last["scores"][d]["US"] < config.target_us)]
 
     def run_epoch(epoch: int, rng: random.Random, history: list[dict]) -> dict:
         model.train()
@@ -217,7 +237,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         forget_losses, retain_losses = ([x for x in xs if not math.isnan(x)] for xs in zip(*losses)) if losses \
             else ([], [])
         log = {"ascending": active, "forget_loss": mean(forget_losses) if forget_losses else None,
-               "retain_loss": mean(retain_losses) if retain_losses else None}
+               "retain_loss": mean(retain_losses) if retain_losses else None, "left_to_ascend": left_to_ascend()}
         if check is not None:
             log["scores"] = check()
         if start_utility is not None:
@@ -235,17 +255,17 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             revert(log)
             return f"utility budget spent: utility-check PPL {log['utility_ppl']:.1f} > {config.utility_budget} x " \
                    f"{start_utility:.1f}; kept the weights of the epoch before"
-        scores = log.get("scores")
-        if scores is None:
-            return None
+        scores = log.get("scores") or {}
         for domain, s in scores.items():
             if start_scores[domain]["RS"] - s["RS"] > config.divergence_rs_drop:
                 revert(log)
                 return f"diverged: {domain} RS fell from {start_scores[domain]['RS']:.1f} to {s['RS']:.1f}; " \
                        f"kept the weights of the epoch before"
         # Every domain's retention counts (above), but only the domains being unlearned have a target to meet.
-        if config.target_us is not None and all(scores[d]["US"] >= config.target_us for d in forget_pools):
+        if scores and config.target_us is not None and all(scores[d]["US"] >= config.target_us for d in forget_pools):
             return f"target met: US >= {config.target_us} in every domain unlearned"
+        if not still_forgetting([log]):
+            return "nothing left to ascend: every domain at its target or down to the base model"
         return None
 
     return run_epochs(model, optimizer, config.epochs, seed, run_epoch, should_stop,
