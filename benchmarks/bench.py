@@ -147,7 +147,8 @@ def bench_stage3(model, tokenizer, args) -> dict:
             with torch.no_grad():
                 for n, p in params.items():
                     p.copy_(start[n])
-            unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, masks if with_masks else None)
+            unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0,
+                    masks=masks if with_masks else None)
         return run
 
     timings: dict[bool, list[float]] = {True: [], False: []}

@@ -53,3 +53,47 @@ def test_readme_lists_every_field_with_its_default():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = re.search(r"## Configuration\n.*?```yaml\n(.*?)```", readme, re.S).group(1)
     assert yaml.safe_load(block) == RunConfig().to_dict()
+
+
+@pytest.mark.parametrize("section,overrides,message", [
+    ("unlearn", {"forget_objective": "ascend"}, r"unlearn.forget_objective: must be one of"),
+    ("unlearn", {"epochs": 0}, r"unlearn.epochs must be >= 1"),
+    ("finetune", {"epochs": 0}, r"finetune.epochs must be >= 1"),
+    ("finetune", {"epochs": -3}, r"finetune.epochs must be >= 1"),
+    ("gradients", {"batch_size": 0}, r"gradients.batch_size must be >= 1"),
+    ("evaluate", {"batch_size": 0}, r"evaluate.batch_size must be >= 1"),
+    ("model", {"max_length": 0}, r"model.max_length must be >= 2"),
+    ("data", {"people": 0}, r"data.people must be >= 1"),
+    ("localize", {"k_ur": 200.0}, r"localize.k_ur must be a percentage"),
+])
+def test_a_section_built_in_code_is_checked_like_a_file(section, overrides, message):
+    """dataclasses.replace (how a method's overrides are applied) runs the same checks as a YAML file."""
+    import dataclasses
+
+    with pytest.raises(ConfigError, match=message):
+        dataclasses.replace(getattr(RunConfig(), section), **overrides)
+    with pytest.raises(ConfigError, match=message):
+        build_config({section: overrides})
+
+
+def test_every_registered_method_overrides_pass_validation():
+    import dataclasses
+
+    from grail.methods import METHODS, sweep_methods
+
+    config = RunConfig()
+    for method in [*METHODS.values(), *sweep_methods([5.0, 50.0], [5.0, 50.0])]:
+        unlearn = dataclasses.replace(config.unlearn, **method.unlearn)
+        localize = dataclasses.replace(config.localize, **method.localize)
+        assert all(getattr(unlearn, k) == v for k, v in method.unlearn.items()), method.name
+        assert all(getattr(localize, k) == v for k, v in method.localize.items()), method.name
+
+
+def test_an_ignored_field_is_warned_about():
+    with pytest.warns(UserWarning, match="unlearn.npo_beta is ignored"):
+        build_config({"unlearn": {"npo_beta": 0.5}})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # used by NPO: no warning
+        build_config({"unlearn": {"npo_beta": 0.5, "forget_objective": "npo"}})

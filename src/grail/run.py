@@ -226,9 +226,10 @@ class Run:
         cached = cache_dir() / "vanilla" / key
         if not io.exists(cached):
             replay = self.general_replay if self.config.finetune.replay_weight else None
-            log = finetune(self.model, self.memorised_sets(), self.config.finetune, self.tokenizer.pad_token_id,
-                           self.config.seed, self.path("checkpoints/finetune"), key, self.device, self.progress,
-                           self._epoch_hook("finetune"), replay)
+            log = finetune(self.model, self.memorised_sets(), self.config.finetune,
+                           pad_id=self.tokenizer.pad_token_id, seed=self.config.seed,
+                           checkpoint_dir=self.path("checkpoints/finetune"), fingerprint=key, device=self.device,
+                           progress=self.progress, on_epoch_end=self._epoch_hook("finetune"), replay=replay)
             with io.staged_dir(target) as tmp:
                 save_trainable(self.model, tmp)
                 io.write_json(tmp / "training_log.json", log)
@@ -362,9 +363,10 @@ class Run:
             policy_masks = UpdateMasks.for_policy(masks, unlearn_cfg.policy, localize_cfg.use_op_ur,
                                                   localize_cfg.use_op_rr)
             checkpoints = self.path("checkpoints/unlearn" if phase == "grail" else f"checkpoints/{phase}")
-            log += unlearn(model, forget, retain, unlearn_cfg, self.tokenizer.pad_token_id, cfg.seed, policy_masks,
-                           check, checkpoints, f"{cfg.fingerprint()}-{phase}", self.device, self.progress,
-                           self._epoch_hook("unlearn"), general, utility)
+            log += unlearn(model, forget, retain, unlearn_cfg, pad_id=self.tokenizer.pad_token_id, seed=cfg.seed,
+                           masks=policy_masks, check=check, checkpoint_dir=checkpoints,
+                           fingerprint=f"{cfg.fingerprint()}-{phase}", device=self.device, progress=self.progress,
+                           on_epoch_end=self._epoch_hook("unlearn"), general=general, utility=utility)
         with io.staged_dir(target) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)

@@ -56,7 +56,8 @@ class Checkpoint:
         """Restore the saved state; returns (next epoch, history). A checkpoint of another config is ignored."""
         if self.path is None or not self.path.is_file():
             return 0, []
-        state = torch.load(self.path, weights_only=False)
+        # On the CPU first: saved from a GPU, it would otherwise land on that GPU in every process.
+        state = torch.load(self.path, weights_only=False, map_location="cpu")
         if state["fingerprint"] != self.fingerprint:
             return 0, []
         with torch.no_grad():

@@ -54,7 +54,7 @@ def test_every_objective_trains(tiny_lora, tiny_encoded, forget_objective, retai
     retain = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/retain")}
     config = UnlearnConfig(**PAPER, epochs=2, lr=1e-2, batch_size=4, target_us=None, forget_objective=forget_objective,
                            retain_objective=retain_objective)
-    log = unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, None)
+    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
     assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())
     if forget_objective in ("random_labels", "adversarial"):  # descent on the new labels
         assert log[-1]["forget_loss"] < log[0]["forget_loss"]

@@ -26,7 +26,7 @@ def _run(model, tokenizer, encoded, masks, **overrides):
     config = UnlearnConfig(**{**PAPER, "epochs": 2, "lr": 1e-2, "weight_decay": 0.1, "batch_size": 4, "target_us": None,
                               **overrides})
     forget, retain = _split(encoded)
-    return unlearn(model, forget, retain, config, tokenizer.pad_token_id, seed=0, masks=masks)
+    return unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, masks=masks)
 
 
 @pytest.mark.parametrize("policy", ["paper", "per-objective"])
@@ -106,7 +106,7 @@ def test_a_domain_at_its_target_stops_ascending_and_the_stage_stops_when_all_are
                             {"privacy": done, "copyright": done})
     forget, retain = _split(tiny_encoded)
     config = UnlearnConfig(**PAPER, epochs=5, batch_size=4, target_us=90.0)
-    log = unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, None, check)
+    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, check=check)
     assert [e["ascending"] for e in log] == [["copyright"], ["copyright"]]
     assert log[-1]["stop"].startswith("target met")
 
@@ -117,7 +117,7 @@ def test_unlearning_one_domain_stops_at_its_target_whatever_the_others_us(tiny_l
     forget, retain = _split(tiny_encoded)
     only_privacy = {d: v for d, v in forget.items() if d == "privacy"}
     log = unlearn(model, only_privacy, {"privacy": retain["privacy"]}, UnlearnConfig(**PAPER, epochs=5, batch_size=4),
-                  tokenizer.pad_token_id, 0, None, check)
+                  pad_id=tokenizer.pad_token_id, seed=0, check=check)
     assert len(log) == 1 and log[-1]["stop"].startswith("target met")
 
 
@@ -129,8 +129,9 @@ def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_encode
                             {"privacy": fine, "copyright": collapsed})
     forget, retain = _split(tiny_encoded)
     snapshots = []
-    unlearn(model, forget, retain, UnlearnConfig(**PAPER, epochs=5, batch_size=4), tokenizer.pad_token_id, 0, None,
-            check, on_epoch_end=lambda epoch: snapshots.append({n: p.detach().clone() for n, p in params.items()}))
+    unlearn(model, forget, retain, UnlearnConfig(**PAPER, epochs=5, batch_size=4), pad_id=tokenizer.pad_token_id,
+            seed=0, check=check,
+            on_epoch_end=lambda epoch: snapshots.append({n: p.detach().clone() for n, p in params.items()}))
     assert len(snapshots) == 2  # stopped after the second epoch ...
     # ... and went back to the weights after the first
     assert all(torch.equal(p, snapshots[0][n]) for n, p in params.items())
@@ -152,7 +153,7 @@ def test_utility_budget_stops_and_keeps_the_epoch_within_it(tiny_lora, tiny_enco
 
     forget, retain = _split(tiny_encoded)
     config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, epochs=3, lr=1e-2, batch_size=4, target_us=None)
-    log = unlearn(model, forget, retain, config, tokenizer.pad_token_id, 0, None, utility=utility)
+    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, utility=utility)
     assert len(log) == 2 and log[-1]["reverted"] and "utility budget spent" in log[-1]["stop"]
     assert all(torch.equal(p.detach(), after_first[n]) for n, p in params.items())
 
@@ -176,12 +177,12 @@ def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_encoded):
         trained = copy.deepcopy(model)
         config = UnlearnConfig(**{**PAPER, "general_weight": weight, "ascent_stop": "never"}, epochs=2, lr=1e-2,
                                batch_size=4, target_us=None)
-        unlearn(trained, forget, retain, config, pad, 0, None, general=reference)
+        unlearn(trained, forget, retain, config, pad_id=pad, seed=0, general=reference)
         trained.eval()
         drift[weight] = objectives.topk_kl_loss(trained, replay_items, pad, "cpu", reference)[0].item()
     assert drift[5.0] < drift[0.0]
     with pytest.raises(ValueError, match="general replay data"):
-        unlearn(model, forget, retain, UnlearnConfig(general_weight=1.0), pad, 0, None)
+        unlearn(model, forget, retain, UnlearnConfig(general_weight=1.0), pad_id=pad, seed=0)
 
 
 def test_reference_ascent_stops_at_the_base_model(tiny_lora, tiny_encoded):
@@ -209,7 +210,8 @@ def test_reference_ascent_pushes_only_what_the_vanilla_knows_better_than_the_bas
     from grail.stages.finetune import finetune
 
     model, tokenizer = tiny_lora
-    finetune(model, tiny_encoded, FinetuneConfig(epochs=15, lr=1e-2, replay_weight=0.0), tokenizer.pad_token_id, 0)
+    finetune(model, tiny_encoded, FinetuneConfig(epochs=15, lr=1e-2, replay_weight=0.0), pad_id=tokenizer.pad_token_id,
+             seed=0)
     log = _run(model, tokenizer, tiny_encoded, None, retain_weight=0.0, ascent_stop="reference", epochs=6,
                lr=3e-3)
     first, last = log[0]["left_to_ascend"], log[-1]["left_to_ascend"]

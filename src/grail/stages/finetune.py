@@ -26,7 +26,7 @@ from grail.stages.objectives import TopK, topk_kl_loss
 from grail.training import Checkpoint, run_epochs
 
 
-def finetune(model: nn.Module, datasets: dict[str, list[Encoded]], config: FinetuneConfig, pad_id: int,
+def finetune(model: nn.Module, datasets: dict[str, list[Encoded]], config: FinetuneConfig, *, pad_id: int,
              seed: int, checkpoint_dir: Path | None = None, fingerprint: str = "", device: str = "cpu",
              progress: bool = False, on_epoch_end=None, replay: dict[Encoded, TopK] | None = None) -> list[dict]:
     """Train the trainable parameters on all datasets (and the replay data); returns the per-epoch log.

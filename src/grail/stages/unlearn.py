@@ -58,6 +58,9 @@ class UpdateMasks:
 
     forget: dict[str, torch.Tensor]
     retain: dict[str, torch.Tensor]
+    per_objective: bool = False
+    """False (``paper``): one mask, not-F, on the whole update. True (``per-objective``): each objective's
+    gradient gets its own mask before the two are summed."""
 
     @classmethod
     def for_policy(cls, masks: dict[str, dict[str, torch.Tensor]] | None, policy: str,
@@ -71,11 +74,63 @@ class UpdateMasks:
         none = {name: torch.zeros_like(m) for name, m in masks["frozen"].items()}
         op_ur = masks["op_ur"] if use_op_ur else none
         op_rr = masks["op_rr"] if use_op_rr else none
-        return cls({n: ~m for n, m in op_ur.items()}, {n: ~m for n, m in op_rr.items()})
+        return cls({n: ~m for n, m in op_ur.items()}, {n: ~m for n, m in op_rr.items()}, per_objective=True)
+
+    def on(self, params: dict[str, nn.Parameter]) -> UpdateMasks:
+        """The masks on each parameter's device (masks load on the CPU; a GPU's parameters cannot take them)."""
+        return UpdateMasks({n: m.to(params[n].device) for n, m in self.forget.items()},
+                           {n: m.to(params[n].device) for n, m in self.retain.items()}, self.per_objective)
+
+    def movable(self) -> dict[str, torch.Tensor]:
+        """Entries some objective may move."""
+        return {name: self.forget[name] | self.retain[name] for name in self.forget}
 
     def never_moving(self) -> dict[str, torch.Tensor]:
         """Entries no objective may move: these stay bit-identical (F under ``paper``)."""
-        return {name: ~(self.forget[name] | self.retain[name]) for name in self.forget}
+        return {name: ~movable for name, movable in self.movable().items()}
+
+
+def masked_gradients(params: dict[str, nn.Parameter], forget_loss: torch.Tensor, retain_loss: torch.Tensor,
+                     masks: UpdateMasks | None) -> None:
+    """Each parameter's ``.grad`` = the gradient of forget_loss + retain_loss (both weighted already) ⊙ its mask:
+    one backward and not-F under ``paper``; under ``per-objective`` each loss's gradient masked on its own."""
+    if masks is None or not masks.per_objective:
+        loss = forget_loss + retain_loss
+        if loss.requires_grad:  # a process with no examples in this step contributes nothing
+            loss.backward()
+        if masks is not None:
+            for name, param in params.items():
+                if param.grad is not None:
+                    param.grad.masked_fill_(~masks.forget[name], 0.0)  # masked_fill: a NaN or inf is zeroed too
+        return
+    for loss, keep in ((forget_loss, masks.forget), (retain_loss, masks.retain)):
+        if not loss.requires_grad:
+            continue
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for (name, param), grad in zip(params.items(), grads):
+            if grad is not None:
+                grad = grad.masked_fill(~keep[name], 0.0)
+                param.grad = grad if param.grad is None else param.grad + grad
+
+
+def masked_update(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, masks: UpdateMasks | None,
+                  config: UnlearnConfig) -> None:
+    """θ ← θ − η·AdamW(∇L ⊙ ¬F), then decay θ ⊙ ¬F: summed over processes, clipped, decayed only where an
+    objective may move (decoupled decay would move frozen entries too), stepped; gradients cleared."""
+    distributed.sum_gradients(params.values())  # masks are elementwise: summing after masking is the same
+    if config.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(list(params.values()), config.max_grad_norm)
+    if config.weight_decay:
+        factor = config.lr * config.weight_decay
+        movable = None if masks is None else masks.movable()
+        with torch.no_grad():
+            for name, param in params.items():
+                if movable is None:
+                    param.mul_(1 - factor)
+                else:
+                    param.sub_(param * movable[name], alpha=factor)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def balanced_pools(forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]],
@@ -90,14 +145,8 @@ def balanced_pools(forget: dict[str, list[Encoded]], retain: dict[str, list[Enco
     return forget_pools, retain_pool
 
 
-def _mask_grads(params: dict[str, nn.Parameter], keep: dict[str, torch.Tensor]) -> None:
-    for name, param in params.items():
-        if param.grad is not None:
-            param.grad.masked_fill_(~keep[name], 0.0)  # masked_fill: a NaN or inf gradient is zeroed too
-
-
 def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]],
-            config: UnlearnConfig, pad_id: int, seed: int, masks: UpdateMasks | None,
+            config: UnlearnConfig, *, pad_id: int, seed: int, masks: UpdateMasks | None = None,
             check: Callable[[], dict[str, dict[str, float]]] | None = None,
             checkpoint_dir: Path | None = None, fingerprint: str = "", device: str = "cpu",
             progress: bool = False, on_epoch_end=None, general: dict[Encoded, objectives.TopK] | None = None,
@@ -114,9 +163,9 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     if config.general_weight and not general:
         raise ValueError("unlearn.general_weight > 0 needs general replay data (data.general_replay > 0)")
     params = trainable_parameters(model)
-    # Decay is applied by hand (masked), so AdamW itself must not decay.
+    masks = None if masks is None else masks.on(params)
+    # Decay is applied by hand (masked, in masked_update), so AdamW itself must not decay.
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)
-    decay_keep = None if masks is None else {n: (masks.forget[n] | masks.retain[n]) for n in params}
     forget_pools, retain_pool = balanced_pools(forget, retain, seed)
     general_pool = list(general or {}) if config.general_weight else []
     half = config.batch_size // 2
@@ -170,34 +219,8 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         else:
             general_loss = torch.zeros(())
         retain_total = config.retain_weight * retain_loss + config.general_weight * general_loss
-        if masks is None or masks.forget is masks.retain:  # one mask for both objectives: one backward
-            loss = config.forget_weight * forget_loss + retain_total
-            if loss.requires_grad:  # a process with no examples in this step contributes nothing
-                loss.backward()
-            if masks is not None:
-                _mask_grads(params, masks.forget)
-        else:  # per-objective: each objective's gradient gets its own mask before they are summed
-            for loss, keep in ((config.forget_weight * forget_loss, masks.forget), (retain_total, masks.retain)):
-                if not loss.requires_grad:
-                    continue
-                grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-                for (name, param), grad in zip(params.items(), grads):
-                    if grad is not None:
-                        grad = grad.masked_fill(~keep[name], 0.0)
-                        param.grad = grad if param.grad is None else param.grad + grad
-        distributed.sum_gradients(params.values())  # masks are elementwise: summing after masking is the same
-        if config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(list(params.values()), config.max_grad_norm)
-        if config.weight_decay:
-            with torch.no_grad():
-                for n, p in params.items():
-                    factor = config.lr * config.weight_decay
-                    if decay_keep is None:
-                        p.mul_(1 - factor)
-                    else:
-                        p.sub_(p * decay_keep[n], alpha=factor)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        masked_gradients(params, config.forget_weight * forget_loss, retain_total, masks)
+        masked_update(params, optimizer, masks, config)
         return forget_logged, retain_logged
 
     def left_to_ascend() -> dict[str, float]:
