@@ -112,7 +112,7 @@ def test_sweep_runs_grail_per_k_and_draws_fig4(compared):
     assert list(sweep) == ["grail-kur-5", "grail-kur-20", "grail-krr-20", "grail-krr-30"]
     # k_RR 20 at the run's k_UR is GRAIL itself: its scores, not a second training
     assert not (folder / "methods" / "grail-krr-20").exists()
-    grail = io.read_json(folder / "evaluations" / "unlearned.json")["domains"]
+    grail = io.read_json(folder / "evaluations" / "grail.json")["domains"]
     assert sweep["grail-krr-20"]["domains"] == {d: {k: s[k] for k in ("US", "RS", "HS")} for d, s in grail.items()}
     assert (folder / "comparison" / "fig4_sweep.png").stat().st_size > 1000
     frozen = {n: sum(int(m.sum()) for k, m in io.load_tensors(folder / "methods" / n / "masks.safetensors").items()

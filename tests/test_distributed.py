@@ -77,7 +77,7 @@ def test_two_processes_unlearn_like_one(one_and_two):
 def test_one_process_writes_and_leaves_no_staging_files(one_and_two):
     _, two = one_and_two
     assert not [p for p in two.rglob("*") if ".tmp" in p.name]
-    assert (two / "report.md").is_file() and (two / "evaluations" / "unlearned.json").is_file()
+    assert (two / "report.md").is_file() and (two / "evaluations" / "grail.json").is_file()
 
 
 def test_two_processes_fine_tune_like_one_from_an_empty_folder(one_and_two):

@@ -5,7 +5,7 @@ import torch
 
 from grail.config import ModelConfig, build_config
 from grail.models import embedded_model_dir, load_base
-from grail.run import Run
+from grail.pipeline import Pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def test_embedded_model_converts_once_and_knows_things():
 def test_pipeline_runs_on_the_embedded_model(tmp_path):
     config = build_config({"data": {"people": 1, "books": 1}, "finetune": {"epochs": 2},
                            "unlearn": {"epochs": 1}, "evaluate": {"max_new_tokens": 8, "probe": False}})
-    result = Run(tmp_path / "run", config).run()
+    result = Pipeline(tmp_path / "run", config).run()
     assert result["audit"]["ok"] and result["audit"]["free_changed"] > 0
     assert set(result["models"]["grail"]["domains"]) == {"privacy", "copyright"}
     assert torch.isfinite(torch.tensor(result["models"]["vanilla"]["domains"]["privacy"]["RS"]))

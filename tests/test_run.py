@@ -11,7 +11,8 @@ from grail.audit import audit
 from grail.cli import main
 from grail.config import build_config
 from grail.models import read_trainable_file
-from grail.run import Run, RunFolderError
+from grail.pipeline import Pipeline
+from grail.run_folder import RunFolderError
 
 TINY = {
     "model": {"name": "tiny", "lora_r": 4, "lora_alpha": 8},
@@ -69,9 +70,9 @@ def test_base_entry_scores_the_model_before_fine_tuning(finished_run):
         assert base[key] == pytest.approx(expected[key], rel=1e-4), key
     # and its forget and retain scores: what a model that never saw the data gets
     from grail.evaluation import evaluate
-    from grail.run import Run
+    from grail.pipeline import Pipeline
 
-    run = Run(finished_run)
+    run = Pipeline(finished_run)
     m = run.config.model
     fresh_domains = evaluate(fresh, tokenizer, run.benchmark, m.prompt_format, m.max_length, 32, "cpu")["domains"]
     base_domains = io.read_json(finished_run / "results.json")["models"]["base"]["domains"]
@@ -105,12 +106,12 @@ def test_existing_run_of_another_config_is_never_overwritten(finished_run, tmp_p
     before = (finished_run / "results.json").read_bytes()
     other = build_config({**TINY, "localize": {"k_ur": 5.0}})
     with pytest.raises(RunFolderError, match=r"localize.k_ur: 10.0 -> 5.0"):
-        Run(finished_run, other)
+        Pipeline(finished_run, other)
     assert (finished_run / "results.json").read_bytes() == before
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("user data")
     with pytest.raises(RunFolderError, match="not a grail run folder"):
-        Run(tmp_path / "mine", other)
+        Pipeline(tmp_path / "mine", other)
     assert main(["run", "--preset", "smoke", "--out", str(finished_run), "--quiet"]) == 2
 
 
@@ -121,7 +122,7 @@ class Interrupt(Exception):
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
     config = build_config(TINY)
     monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache-a"))
-    Run(tmp_path / "a", config).run()
+    Pipeline(tmp_path / "a", config).run()
 
     monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache-b"))  # no cached vanilla: stage 0 runs again
     interruptions = [("finetune", 1), ("unlearn", 0)]
@@ -133,8 +134,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
 
     for _ in range(2):
         with pytest.raises(Interrupt):
-            Run(tmp_path / "b", config, on_epoch_end=interrupt).run()
-    Run(tmp_path / "b", on_epoch_end=interrupt).run()  # resumes from the folder's own config
+            Pipeline(tmp_path / "b", config, on_epoch_end=interrupt).run()
+    Pipeline(tmp_path / "b", on_epoch_end=interrupt).run()  # resumes from the folder's own config
 
     for adapter in ("adapter_vanilla", "adapter_unlearned"):
         a, b = read_trainable_file(tmp_path / "a" / adapter), read_trainable_file(tmp_path / "b" / adapter)
@@ -147,7 +148,7 @@ def test_second_run_reuses_the_cached_vanilla_and_a_users_adapter(finished_run, 
     monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
     byo = str(finished_run / "adapter_vanilla")
     config = build_config({**TINY, "finetune": {**TINY["finetune"], "adapter_path": byo}})
-    run = Run(tmp_path / "byo", config)
+    run = Pipeline(tmp_path / "byo", config)
     run.run("finetune")
     a = read_trainable_file(finished_run / "adapter_vanilla")
     b = read_trainable_file(tmp_path / "byo" / "adapter_vanilla")
@@ -163,9 +164,9 @@ def test_vanilla_cache_is_keyed_by_data_content_not_only_config(tmp_path, monkey
     data = tmp_path / "data.jsonl"
     overrides = {**TINY, "finetune": {**TINY["finetune"], "epochs": 1}, "data": {"source": "jsonl", "path": str(data)}}
     data.write_text(builtin_benchmark(seed=0, people=1, books=1).to_jsonl())
-    Run(tmp_path / "first", build_config(overrides)).run("finetune")
+    Pipeline(tmp_path / "first", build_config(overrides)).run("finetune")
     data.write_text(builtin_benchmark(seed=1, people=1, books=1).to_jsonl())  # same config, other content
-    Run(tmp_path / "second", build_config(overrides)).run("finetune")
+    Pipeline(tmp_path / "second", build_config(overrides)).run("finetune")
     assert len(list((cache_dir() / "vanilla").iterdir())) == 2
 
 

@@ -8,9 +8,9 @@ import time
 import yaml
 
 from grail.config import build_config
-from grail.run import Run
+from grail.pipeline import Pipeline
 
-run = Run(sys.argv[1], build_config(yaml.safe_load(sys.argv[2])), progress=False)
+run = Pipeline(sys.argv[1], build_config(yaml.safe_load(sys.argv[2])), progress=False)
 started = time.time()
 run.run("finetune")
 seconds = time.time() - started

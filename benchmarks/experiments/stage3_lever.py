@@ -8,11 +8,11 @@ import time
 
 import yaml
 
+from grail.experiments import Experiments
 from grail.methods import Method
-from grail.run import Run
 
 folder, name, overrides = sys.argv[1], sys.argv[2], yaml.safe_load(sys.argv[3])
-run = Run(folder)
+run = Experiments(folder)
 run.run("localize")
 started = time.time()
 run.unlearn_method(Method(name, name, overrides, masks="grail"))

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import yaml
 
 from grail import io
+from grail.config import read_yaml_mapping
 from grail.models import read_trainable_file
 from grail.stages.localize import unflatten_masks
 from grail.stages.unlearn import UpdateMasks
@@ -31,7 +31,7 @@ def audit(run_folder: str | Path) -> dict:
     for needed in ("config.yaml", "masks.safetensors", "adapter_vanilla", "adapter_unlearned"):
         if not (folder / needed).exists():
             raise FileNotFoundError(f"{folder / needed}: missing (has the run finished stage 3?)")
-    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config = read_yaml_mapping(folder / "config.yaml")
     policy = config.get("unlearn", {}).get("policy", "paper")
     localize_cfg = config.get("localize", {})
     masks = unflatten_masks(io.load_tensors(folder / "masks.safetensors"))

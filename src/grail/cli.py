@@ -1,4 +1,9 @@
-"""The ``grail`` command."""
+"""The ``grail`` command.
+
+Exit status: 0 done; 1 an audit found a changed frozen entry (``grail audit``, or the audit at the end of
+``grail run``); 2 bad input (config, data, run folder, arguments), named in one line, nothing lost;
+3 an unexpected error (a bug: the traceback is printed); 130 interrupted (resume with the same command).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from grail.config import PRESETS, ConfigError, load_config
@@ -66,6 +72,9 @@ def _run_folder(args: argparse.Namespace) -> Path:
     return Path("runs") / (args.preset or "default")
 
 
+EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from grail import distributed
@@ -76,8 +85,39 @@ def main(argv: list[str] | None = None) -> int:
             return _command(args)
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # one process prints the tables
             return _command(args)
+    except Exception:  # a bug, not bad input: say so, and exit apart from the statuses above
+        traceback.print_exc()
+        print(f"grail {args.command}: unexpected error (a bug; please report it with the traceback above)",
+              file=sys.stderr)
+        return EXIT_CRASH
     finally:
         distributed.close()
+
+
+def _percentages(option: str, text: str) -> list[float]:
+    try:
+        values = [float(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: comma-separated percentages, e.g. 5,10,20; got {text!r}") from None
+    bad = [k for k in values if not 0 < k <= 100]
+    if bad or not values:
+        raise ConfigError(f"{option}: percentages in (0, 100], got {bad or 'none'}")
+    return values
+
+
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ConfigError(f"--device: {device!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available here (torch {torch.__version__})")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available here")
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -86,33 +126,40 @@ def _command(args: argparse.Namespace) -> int:
 
         try:
             result = audit(args.run)
-        except (FileNotFoundError, KeyError, ValueError) as err:
+        except (FileNotFoundError, KeyError, ValueError) as err:  # DataError, ConfigError, a damaged file
             print(f"grail audit: {err}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_INPUT
         print(json.dumps(result, indent=2))
         print("PASS: every frozen entry is bit-identical" if result["ok"] else
               f"FAIL: {result['frozen_changed']} frozen entries changed", file=sys.stderr)
-        return 0 if result["ok"] else 1
+        return EXIT_OK if result["ok"] else EXIT_AUDIT_FAILED
 
     from grail import distributed
-    from grail.run import Run, RunFolderError
+    from grail.experiments import Experiments
+    from grail.io import UnreadableFileError
+    from grail.run_folder import RunFolderError
 
     folder = _run_folder(args)
-    try:
+    run = None
+    try:  # the arguments first: a bad one must not leave a new run folder behind
+        _check_device(args.device)
+        if args.command == "compare":
+            names = [n.strip() for n in args.methods.split(",") if n.strip()]
+            unknown = sorted(set(names) - set(METHODS))
+            if unknown or not names:
+                raise ConfigError(f"--methods: unknown {unknown or 'none given'}; known: {sorted(METHODS)}")
+            if args.utility_budget is not None and not args.utility_budget > 1:
+                raise ConfigError(f"--utility-budget: a ratio > 1 to the vanilla model, got {args.utility_budget}")
+        if args.command == "sweep":
+            k_ur, k_rr = _percentages("--k-ur", args.k_ur), _percentages("--k-rr", args.k_rr)
         explicit = args.config is not None or args.preset is not None
         config = load_config(args.config, args.preset or "default") if explicit else None
         if config is None and not (folder / "config.yaml").is_file():
             config = load_config()
-        run = Run(folder, config, progress=not args.quiet, device=args.device)
+        run = Experiments(folder, config, progress=not args.quiet, device=args.device)
         if distributed.is_main():
             print(f"grail {args.command}: run folder {folder}", file=sys.stderr)
         if args.command == "compare":
-            names = [n.strip() for n in args.methods.split(",") if n.strip()]
-            unknown = sorted(set(names) - set(METHODS))
-            if unknown:
-                raise ConfigError(f"--methods: unknown {unknown}; known: {sorted(METHODS)}")
-            if args.utility_budget is not None and not args.utility_budget > 1:
-                raise ConfigError(f"--utility-budget: a ratio > 1 to the vanilla model, got {args.utility_budget}")
             tables = run.compare(names, args.utility_budget)
             from grail.compare import markdown
 
@@ -123,15 +170,11 @@ def _command(args: argparse.Namespace) -> int:
             if (out / "ranking.md").is_file():
                 print((out / "ranking.md").read_text())
             print(f"tables and figures: {out}")
-            return 0
+            return EXIT_OK
         if args.command == "sweep":
-            try:
-                k_ur, k_rr = ([float(k) for k in value.split(",") if k] for value in (args.k_ur, args.k_rr))
-            except ValueError:
-                raise ConfigError("--k-ur / --k-rr: comma-separated percentages, e.g. 5,10,20") from None
             run.sweep(k_ur, k_rr)
             print(f"sweep: {folder / 'comparison' / 'fig4_sweep.png'}")
-            return 0
+            return EXIT_OK
         until = "evaluate" if args.command == "run" else args.command
         document = run.run(until)
         if args.command == "evaluate" and args.general:
@@ -141,13 +184,16 @@ def _command(args: argparse.Namespace) -> int:
                     print(f"grail evaluate --general: {name}: {r['reason']}; reporting the built-in probe instead",
                           file=sys.stderr)
             print((folder / "comparison" / "table2_general.md").read_text())
-    except (ConfigError, DataError, RunFolderError) as err:
+    except (ConfigError, DataError, RunFolderError, UnreadableFileError) as err:
         print(f"grail {args.command}: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"\ngrail {args.command}: interrupted; finished steps are saved in {folder}. "
               f"Give the same command again to resume.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if run is not None:
+            run.run_folder.close()  # another process may use the folder now
     if document is not None:
         from grail.report import general_table, results_table
 
@@ -157,7 +203,9 @@ def _command(args: argparse.Namespace) -> int:
         audit_result = document["audit"]
         print(f"\naudit: {'PASS' if audit_result['ok'] else 'FAIL'} ({audit_result['frozen_changed']} of "
               f"{audit_result['frozen_entries']} frozen entries changed); report: {folder / 'report.md'}")
-    return 0
+        if not audit_result["ok"]:
+            return EXIT_AUDIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -82,10 +82,21 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     distributed.barrier()
 
 
+class UnreadableFileError(ValueError):
+    """A file of a run (or a user's adapter) that exists but cannot be read: truncated, overwritten."""
+
+
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, on the CPU; a damaged file is an error that names it."""
     from safetensors.torch import load_file
 
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # safetensors raises its own SafetensorError (and OSError, ValueError)
+        raise UnreadableFileError(f"{path}: not a readable safetensors file ({err}); truncated or "
+                                  "overwritten?") from None
 
 
 @contextlib.contextmanager

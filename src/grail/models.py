@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from grail import io
 from grail.config import ConfigError, ModelConfig
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
@@ -189,12 +190,10 @@ def save_trainable(model: nn.Module, folder: Path) -> None:
 
 def read_trainable_file(folder: str | Path) -> dict[str, torch.Tensor]:
     """The trained tensors saved in ``folder`` (either layout), keyed by canonical name."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     for filename in (PEFT_WEIGHTS_FILE, FULL_WEIGHTS_FILE):
         if (folder / filename).is_file():
-            return load_file(str(folder / filename))
+            return io.load_tensors(folder / filename)
     raise FileNotFoundError(f"{folder}: neither {PEFT_WEIGHTS_FILE} nor {FULL_WEIGHTS_FILE}")
 
 

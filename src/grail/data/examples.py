@@ -15,6 +15,7 @@ Stage 0 memorises all of them (they are what the model knows); stages 1-3 use fo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -42,6 +43,18 @@ class Example:
         return self.span or self.answer
 
 
+DOMAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""A domain name becomes part of file names and keys (``<domain>/forget``, ``<domain>:<param>``, ``methods/only-
+<domain>``): letters, digits, ``_``, ``.`` and ``-``, not starting with a dot or dash."""
+
+
+def check_domain_name(name: str, where: str) -> str:
+    if not DOMAIN_NAME.fullmatch(name):
+        raise DataError(f"{where}: domain name {name!r} may hold only letters, digits, '_', '.' and '-' (it "
+                        "names files and keys), starting with a letter or digit")
+    return name
+
+
 @dataclass
 class Domain:
     """One domain's unlearning scope (forget) and retention scope (retain)."""
@@ -50,6 +63,9 @@ class Domain:
     forget: list[Example] = field(default_factory=list)
     retain: list[Example] = field(default_factory=list)
     retain_heldout: list[Example] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_domain_name(self.name, "data")
 
     def scope(self, scope: str) -> list[Example]:
         return {"forget": self.forget, "retain": self.retain, HELDOUT_SCOPE: self.retain_heldout}[scope]

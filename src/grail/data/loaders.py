@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from grail.data.examples import HELDOUT_SCOPE, SCOPES, Benchmark, DataError, Domain, Example
+from grail.data.examples import HELDOUT_SCOPE, SCOPES, Benchmark, DataError, Domain, Example, check_domain_name
 
 # KnowUnDo file -> our scope; the *_val files are the evaluation split.
 KNOWUNDO_FILES = {
@@ -60,16 +60,21 @@ def load_jsonl(path: str | Path) -> Benchmark:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     domains: dict[str, Domain] = {}
-    with path.open(encoding="utf-8") as lines:
-        for line_no, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:
+        for line_no, raw in enumerate(lines, start=1):
+            where = f"{path} line {line_no}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{where}: not UTF-8 text (byte {err.start + 1} of the line is {raw[err.start]:#04x})"
+                                ) from None
             if not line.strip():
                 continue
-            where = f"{path} line {line_no}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
-            domain = _text_field(record, "domain", where)
+            domain = check_domain_name(_text_field(record, "domain", where), where)
             scope = _text_field(record, "scope", where)
             if scope not in (*SCOPES, HELDOUT_SCOPE):
                 raise DataError(f"{where}: field 'scope' must be one of {[*SCOPES, HELDOUT_SCOPE]}, got {scope!r}")
@@ -101,6 +106,8 @@ def knowundo_records(records: Any, where: str) -> list[Example]:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start + 1} of the file)") from None
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
 

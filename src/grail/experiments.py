@@ -1,0 +1,161 @@
+"""Experiments on a run: the other unlearning methods (``methods.py``), the comparison tables and figures in
+the paper's shape, the k_UR / k_RR sweep and lm-eval's general ability. Every method starts from the run's
+vanilla model and goes through the pipeline's stage 3 (``Pipeline.unlearn_phases``); what differs is in the
+method: its objective (config overrides), its masks (a builder registered here) and its retain data.
+
+    RUN/methods/<method>/adapter_unlearned/   a method's unlearned model (with its masks)
+    RUN/memflex_gradients.safetensors         Memflex's signed-mean gradients
+    RUN/comparison[-budget<b>]/               tables (Markdown, CSV, JSON), ranking.md and figures
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import reduce
+from operator import or_
+
+import torch
+
+from grail import io
+from grail.compare import BUDGET as UTILITY_BUDGET
+from grail.compare import write_comparison, write_general_table
+from grail.config import LocalizeConfig
+from grail.figures import plot_jaccard, plot_pareto, plot_scatter, plot_sweep, top_sets
+from grail.general_eval import general_ability, task_manager
+from grail.methods import Method, get_method, sweep_methods
+from grail.pipeline import GRAIL, Masks, Phase, Pipeline, weights_folder
+from grail.stages.gradients import gradient_means
+from grail.stages.localize import localize, memflex_frozen, memflex_selection
+
+MaskBuilder = Callable[["Experiments", LocalizeConfig, list[str]], "Masks | None"]
+"""(experiments, the method's localize config, the domains of a phase) -> masks, or None: nothing frozen."""
+
+
+def _no_masks(experiments: Experiments, localize_cfg: LocalizeConfig, domains: list[str]) -> None:
+    return None
+
+
+def _grail_masks(experiments: Experiments, localize_cfg: LocalizeConfig, domains: list[str]) -> Masks:
+    """GRAIL's F over the given domains; the run's own masks when nothing differs from the run."""
+    if localize_cfg == experiments.config.localize and domains == experiments.benchmark.domain_names:
+        return experiments.stage2_masks()
+    return localize(experiments.stage1_gradients(), domains, localize_cfg)
+
+
+def _grail_per_domain_masks(experiments: Experiments, localize_cfg: LocalizeConfig, domains: list[str]) -> Masks:
+    """Each domain's own GRAIL masks, merged (union) without cross-domain overlap handling."""
+    per_domain = [localize(experiments.stage1_gradients(), [d], localize_cfg) for d in domains]
+    return {kind: {p: reduce(or_, (m[kind][p] for m in per_domain)) for p in per_domain[0][kind]}
+            for kind in per_domain[0]}
+
+
+def _memflex_masks(experiments: Experiments, localize_cfg: LocalizeConfig, domains: list[str]) -> Masks:
+    """Memflex: whole tensors frozen unless cosine(G_forget, G_retain) < mu and mean |G_forget| > sigma, from
+    signed-mean random-label gradients (cached in the run), per domain, then combined."""
+    def compute() -> dict:
+        model = experiments.use_weights("adapter_vanilla")
+        generator = torch.Generator().manual_seed(experiments.config.seed)
+        cfg, tokenizer = experiments.config.gradients, experiments.tokenizer
+        return {name: gradient_means(model, items, cfg, len(tokenizer), tokenizer.pad_token_id, generator, False,
+                                     experiments.device)
+                for name, items in experiments.datasets().items()}
+
+    means = experiments.run_folder.cached("memflex_gradients.safetensors", compute, io.save_by_dataset,
+                                          io.load_by_dataset)
+    selections = [memflex_selection(means[f"{d}/forget"], means[f"{d}/retain"], localize_cfg.memflex_mu,
+                                    localize_cfg.memflex_sigma) for d in domains]
+    frozen = memflex_frozen(selections, {name: t.shape for name, t in means[f"{domains[0]}/forget"].items()})
+    return {"op_ur": {n: torch.zeros_like(m) for n, m in frozen.items()},  # Memflex has no OP sets
+            "op_rr": {n: torch.zeros_like(m) for n, m in frozen.items()}, "frozen": frozen}
+
+
+MASK_BUILDERS: dict[str, MaskBuilder] = {
+    "none": _no_masks,
+    "grail": _grail_masks,
+    "grail-per-domain": _grail_per_domain_masks,
+    "memflex": _memflex_masks,
+}
+
+
+def mask_builder(name: str) -> MaskBuilder:
+    if name not in MASK_BUILDERS:
+        raise KeyError(f"unknown masks {name!r}; known: {sorted(MASK_BUILDERS)}")
+    return MASK_BUILDERS[name]
+
+
+class Experiments(Pipeline):
+    """The pipeline's run folder, with the methods, comparisons and sweeps on top."""
+
+    def unlearn_method(self, method: Method) -> None:
+        """``method``'s unlearned model (GRAIL's is the pipeline's stage 3), trained unless the run holds it."""
+        if method.name == GRAIL:
+            self.stage3_unlearn()
+            return
+        unlearn_cfg = dataclasses.replace(self.config.unlearn, **method.unlearn)  # validated by the section
+        localize_cfg = dataclasses.replace(self.config.localize, **method.localize)
+        domains = list(method.domains or self.benchmark.domain_names)
+        self.benchmark.select(domains)  # unknown domains fail here, before any work
+        build = mask_builder(method.masks)
+        groups = [[d] for d in domains] if method.sequential else [domains]
+        phases: list[Phase] = [(f"{method.name}-{g[0]}" if method.sequential else method.name, g,
+                                build(self, localize_cfg, g)) for g in groups]
+        self.unlearn_phases(method.name, phases, unlearn_cfg, localize_cfg, method.retain_data)
+
+    def method_scores(self, methods: list[Method], utility_budget: float | None = None) -> dict[str, dict]:
+        """Run (or reuse) each method; the base, vanilla and their scores, by name. With ``utility_budget``, each
+        method stops at its last epoch within that multiple of the vanilla's utility-check perplexity (stored
+        apart, as ``methods/<name>-budget<b>``; keyed by the method's own name here)."""
+        self.run("unlearn")
+        scores = {"base": self.evaluate_model("base"), "vanilla": self.evaluate_model("vanilla")}
+        for method in methods:
+            own_budget = dataclasses.replace(self.config.unlearn, **method.unlearn).utility_budget
+            stored = method if utility_budget in (None, own_budget) else dataclasses.replace(  # else: already is
+                method, name=f"{method.name}-budget{utility_budget:g}",
+                unlearn={**method.unlearn, "utility_budget": utility_budget})
+            self.unlearn_method(stored)
+            scores[method.name] = self.evaluate_model(stored.name)
+        return scores
+
+    def compare(self, names: list[str], utility_budget: float | None = None,
+                budget: float = UTILITY_BUDGET) -> dict:
+        """Run (or reuse) every named method and write the comparison tables and figures under RUN/comparison/
+        (utility-matched, ``utility_budget`` set: RUN/comparison-budget<b>/). ``budget``: the general-text
+        perplexity ratio to the vanilla model that the tables and the ranking call 'within budget'."""
+        methods = [get_method(n) for n in names]  # unknown names fail before any work
+        scores = self.method_scores(methods, utility_budget)
+        folder = self.path("comparison" if utility_budget is None else f"comparison-budget{utility_budget:g}")
+        plot_jaccard(top_sets(self.stage1_gradients(), self.config.localize.k_ur), folder / "fig3_jaccard.png")
+        plot_scatter(scores, folder / "forget_vs_retain.png")
+        plot_pareto(scores, folder / "pareto.png", budget)
+        return write_comparison(folder, scores, budget)
+
+    def sweep(self, k_ur: list[float], k_rr: list[float]) -> dict[str, dict]:
+        """GRAIL over k_UR and k_RR (paper Fig. 4): RUN/comparison/fig4_sweep.png and sweep.json."""
+        loc = self.config.localize
+        methods = sweep_methods(k_ur, k_rr, loc.k_ur, loc.k_rr)
+        # The setting at the run's own k_UR and k_RR is GRAIL itself: reuse it rather than train it again.
+        trained = [get_method(GRAIL) if m.localize == {"k_ur": loc.k_ur, "k_rr": loc.k_rr} else m for m in methods]
+        scores = self.method_scores(list({m.name: m for m in trained}.values()))
+        swept = {m.name: scores[t.name] for m, t in zip(methods, trained)}
+        plot_sweep(swept, self.path("comparison/fig4_sweep.png"))
+        io.write_json(self.path("comparison/sweep.json"),
+                      {m.name: {"localize": m.localize, "domains": {d: {k: s[k] for k in ("US", "RS", "HS")}
+                                for d, s in swept[m.name]["domains"].items()}} for m in methods})
+        return swept
+
+    def general_evaluation(self, tasks: list[str], include_path: str | None, limit: int | None) -> dict[str, dict]:
+        """lm-eval (or the probe, offline) on the vanilla model, GRAIL and every method in RUN/methods/ (Table II);
+        writes evaluations/general_<model>.json and comparison/table2_general.{md,csv}."""
+        models = ["vanilla"] + ([GRAIL] if io.exists(self.path(weights_folder(GRAIL))) else [])
+        models += [folder.parent.name for folder in sorted(self.path("methods").glob("*/adapter_unlearned"))]
+        results: dict[str, dict] = {}
+        manager = task_manager(include_path)
+        unavailable = None
+        for name in models:
+            results[name] = general_ability(self.use_weights(weights_folder(name)), self.tokenizer, tasks, manager,
+                                            limit, self.config.evaluate.batch_size, self.device, unavailable)
+            unavailable = results[name].get("reason")
+            io.write_json(self.path(f"evaluations/general_{name}.json"), results[name])
+        write_general_table(self.path("comparison"), results)
+        return results

@@ -1,0 +1,342 @@
+"""GRAIL over one run folder, in the order of the paper's Algorithm 1:
+
+    stage 0   vanilla model  fine-tune the base model on every set (or bring your own adapter)
+    stage 1   G_x            each trainable parameter's importance for each dataset D_x (random-label gradients)
+    stage 2   F              per tensor: OP-UR = (∪ top-k_UR of the forget sets) ∩ (∪ top-k_UR of the retain sets),
+                             OP-RR = ∩ top-k_RR of the retain sets; F = OP-UR ∪ OP-RR
+    stage 3   θ'             ascent on the forget sets, descent on the retain sets, every update ⊙ ¬F
+    evaluate                 the base, vanilla and GRAIL models on every set and the general scope;
+                             RUN/results.json and RUN/report.md
+
+Each step's output is a file of the run folder (``run_folder.py``): computed once, then read back, so an
+interrupted run resumes (the training stages mid-stage, from their last finished epoch). The other unlearning
+methods, the comparison tables and the sweeps build on this in ``experiments.py``.
+
+    RUN/general_replay.jsonl        the base model's own answers to general instructions (replay data)
+    RUN/adapter_vanilla/            stage 0 (peft format)
+    RUN/importance.safetensors      stage 1: "<domain>/<scope>:<param>" -> importance scores
+    RUN/masks.safetensors           stage 2: "op_ur.<param>", "op_rr.<param>", "frozen.<param>" -> bool masks
+    RUN/adapter_unlearned/          stage 3: GRAIL's unlearned model (peft format)
+    RUN/evaluations/<model>.json    scores of each model: base (no generation-based scores), vanilla, grail
+    RUN/results.json, RUN/report.md
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from grail import distributed, io
+from grail.audit import audit
+from grail.batching import Encoded, encode_all
+from grail.config import ConfigError, LocalizeConfig, RunConfig, UnlearnConfig
+from grail.data.builtin import builtin_benchmark
+from grail.data.examples import Benchmark
+from grail.data.general import OOD_RETAIN_TEXT
+from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
+from grail.evaluation import evaluate, text_items, utility_check_ppl
+from grail.models import base_weights, cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
+from grail.replay import generate_replay, replay_instructions, replay_items
+from grail.report import results_document, write_report
+from grail.run_folder import RunFolder
+from grail.stages.finetune import finetune
+from grail.stages.gradients import importance, importance_by_dataset
+from grail.stages.localize import GENERAL_DATASET, Localizer, flatten_masks, localize, unflatten_masks
+from grail.stages.objectives import TopK, topk_reference
+from grail.stages.unlearn import UpdateMasks, unlearn
+
+STAGES = ("finetune", "localize", "unlearn", "evaluate")
+GRAIL = "grail"
+"""GRAIL's unlearned model, by one name: in results.json, evaluations/, the comparison tables and in code (its
+weights are RUN/adapter_unlearned)."""
+
+Masks = dict[str, dict[str, torch.Tensor]]
+Phase = tuple[str, list[str], Masks | None]
+"""One stage-3 pass: (name, the domains it unlearns, the masks from stage 2 or None)."""
+
+
+def load_benchmark(config: RunConfig) -> Benchmark:
+    """The run's data, from ``config.data``."""
+    data = config.data
+    if data.source == "builtin":
+        benchmark = builtin_benchmark(config.seed, data.people, data.books)
+    elif data.source == "jsonl":
+        benchmark = load_jsonl(data.path)
+    elif data.source == "knowundo":
+        benchmark = load_knowundo_dir(data.path, data.domains or ["privacy", "copyright"], data.split)
+    else:
+        benchmark = load_knowundo_hub(data.domains or ["privacy", "copyright"], data.split,
+                                      data.path or "zjunlp/KnowUnDo")
+    return benchmark.select(data.domains) if data.domains else benchmark
+
+
+def weights_folder(model: str) -> str:
+    """Where a model's trained weights are, relative to the run folder."""
+    if model == "vanilla":
+        return "adapter_vanilla"
+    return "adapter_unlearned" if model == GRAIL else f"methods/{model}/adapter_unlearned"
+
+
+class Pipeline:
+    """GRAIL on one run folder. ``Pipeline(folder, config)`` creates or resumes it; ``Pipeline(folder)`` opens an
+    existing one. ``run()`` goes through the stages; each ``stage*`` method returns its output, computing it
+    (and what it needs) only when the folder does not hold it yet."""
+
+    def __init__(self, folder: str | Path, config: RunConfig | None = None, progress: bool = False,
+                 device: str | None = None, on_epoch_end: Callable[[str, int], None] | None = None) -> None:
+        self.run_folder = RunFolder(folder, config, load_benchmark)
+        self.folder, self.config = self.run_folder.root, self.run_folder.config
+        self.benchmark = self.run_folder.benchmark
+        self.progress = progress and distributed.is_main()
+        self.device = device or distributed.default_device()
+        self.on_epoch_end = on_epoch_end
+
+    def run(self, until: str = "evaluate") -> dict | None:
+        """Run the pipeline up to and including ``until`` (one of STAGES), skipping what is done."""
+        if until not in STAGES:
+            raise ConfigError(f"unknown stage {until!r}; known: {STAGES}")
+        one_at_a_time = self.config.gradients.one_dataset_at_a_time  # stage 1 then lives inside stage 2
+        steps = {"finetune": [self.stage0_vanilla],
+                 "localize": [self.stage2_masks] if one_at_a_time else [self.stage1_gradients, self.stage2_masks],
+                 "unlearn": [self.stage3_unlearn], "evaluate": [self.results]}
+        result = None
+        for stage in STAGES[: STAGES.index(until) + 1]:
+            for step in steps[stage]:
+                result = step()
+        return result if until == "evaluate" else None
+
+    # ---- stage 0: the vanilla model -----------------------------------------------------------------------
+    def stage0_vanilla(self) -> None:
+        """The vanilla model: the user's adapter, a cached one of the same config and data, or fine-tune now."""
+        target = self.path("adapter_vanilla")
+        if io.exists(target):
+            return
+        started = time.time()
+        if self.config.finetune.adapter_path:  # a copy: the user's adapter is never written to
+            with io.staged_dir(target) as tmp:
+                save_trainable(self.model, tmp)
+            return
+        # Keyed by the data's content too: the same data config can name different data (an edited JSONL file).
+        data_hash = hashlib.sha256(self.benchmark.to_jsonl().encode()).hexdigest()[:16]
+        key = f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{data_hash}"
+        cached = cache_dir() / "vanilla" / key
+        if io.exists(cached):
+            io.copy_dir(cached, target)
+            self.run_folder.record_time("stage0_finetune", 0.0)
+            return
+        replay = self.general_replay if self.config.finetune.replay_weight else None
+        log = finetune(self.model, self.memorised_sets(), self.config.finetune, pad_id=self.tokenizer.pad_token_id,
+                       seed=self.config.seed, checkpoint_dir=self.path("checkpoints/finetune"), fingerprint=key,
+                       device=self.device, progress=self.progress, on_epoch_end=self._epoch_hook("finetune"),
+                       replay=replay)
+        with io.staged_dir(target) as tmp:
+            save_trainable(self.model, tmp)
+            io.write_json(tmp / "training_log.json", log)
+        io.copy_dir(target, cached)
+        self.run_folder.record_time("stage0_finetune", time.time() - started)
+
+    # ---- stage 1: gradient-based importance (Eq. 3) -------------------------------------------------------
+    def stage1_gradients(self) -> Masks:
+        """{dataset: {parameter: importance}} for the datasets D_x (``<domain>/<scope>``)."""
+        if self.config.gradients.one_dataset_at_a_time and not io.exists(self.path("importance.safetensors")):
+            raise ConfigError("this needs the importance scores of stage 1, which gradients.one_dataset_at_a_time "
+                              "does not keep; run it on a folder without that option")
+
+        def compute() -> Masks:
+            self.stage0_vanilla()
+            return importance(self.use_weights("adapter_vanilla"), self.datasets(), self.config.gradients,
+                              len(self.tokenizer), self.tokenizer.pad_token_id, self.config.seed, self.device,
+                              self.progress)
+
+        return self.run_folder.cached(
+            "importance.safetensors", compute,
+            lambda path, scores: io.save_by_dataset(path, scores, {"statistic": self.config.gradients.statistic}),
+            io.load_by_dataset, step="stage1_gradients")
+
+    # ---- stage 2: localization (Eq. 4) --------------------------------------------------------------------
+    def stage2_masks(self) -> Masks:
+        """{"op_ur" | "op_rr" | "frozen": {parameter: bool mask}}."""
+        one_at_a_time = self.config.gradients.one_dataset_at_a_time
+        return self.run_folder.cached(
+            "masks.safetensors",
+            self._stages12_one_dataset_at_a_time if one_at_a_time else
+            lambda: localize(self.stage1_gradients(), self.benchmark.domain_names, self.config.localize),
+            lambda path, masks: io.save_tensors(path, flatten_masks(masks)),
+            lambda path: unflatten_masks(io.load_tensors(path)),
+            step="stages12_one_dataset_at_a_time" if one_at_a_time else "stage2_localize")
+
+    def _stages12_one_dataset_at_a_time(self) -> Masks:
+        """Stages 1 and 2 with one dataset's scores in memory at a time; only the masks are kept."""
+        self.stage0_vanilla()
+        localizer = Localizer(self.benchmark.domain_names, self.config.localize)
+        for dataset, scores in importance_by_dataset(
+                self.use_weights("adapter_vanilla"), self.datasets(), self.config.gradients, len(self.tokenizer),
+                self.tokenizer.pad_token_id, self.config.seed, self.device, self.progress):
+            localizer.add(dataset, scores)
+            del scores  # before the next dataset's are computed
+        return localizer.masks()
+
+    # ---- stage 3: unlearning with F frozen ----------------------------------------------------------------
+    def stage3_unlearn(self) -> Path:
+        """GRAIL's unlearned model: every domain at once, F from stage 2, the run's unlearn config."""
+        return self.unlearn_phases(GRAIL, [(GRAIL, self.benchmark.domain_names, self.stage2_masks())],
+                                   self.config.unlearn, self.config.localize)
+
+    def unlearn_phases(self, name: str, phases: list[Phase], unlearn_cfg: UnlearnConfig,
+                       localize_cfg: LocalizeConfig, retain_data: str = "id") -> Path:
+        """Stage 3 from the vanilla model through ``phases`` in order; the result is model ``name``'s weights
+        (``weights_folder``). ``retain_data``: the domains' retain sets (``id``) or general text (``ood``)."""
+        target = self.path(weights_folder(name))
+        if io.exists(target):
+            return target
+        self.stage0_vanilla()
+        started = time.time()
+        cfg = self.config
+        model = self.use_weights("adapter_vanilla")  # a matching checkpoint then overrides these weights
+        encoded = self.encoded()
+
+        def check() -> dict[str, dict[str, float]]:
+            scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
+                              cfg.evaluate.batch_size, self.device, measured=False)
+            return {d: {"US": s["US"], "RS": s["RS"]} for d, s in scores["domains"].items()}
+
+        def utility() -> float:
+            return utility_check_ppl(model, self.tokenizer, cfg.evaluate.batch_size, self.device)
+
+        general = self.general_replay if unlearn_cfg.general_weight else None
+        log = []
+        for phase, domains, masks in phases:
+            if masks is not None and name != GRAIL:  # GRAIL's are the run's own masks.safetensors
+                suffix = f"_{domains[0]}" if len(phases) > 1 else ""
+                io.save_tensors(target.parent / f"masks{suffix}.safetensors", flatten_masks(masks))
+            forget = {d: encoded["forget"][d] for d in domains}
+            retain = {d: encoded["retain"][d] for d in domains}
+            if retain_data == "ood":
+                general_text = text_items(self.tokenizer, OOD_RETAIN_TEXT)
+                retain = {d: general_text for d in retain}
+            checkpoints = self.path("checkpoints/unlearn" if phase == GRAIL else f"checkpoints/{phase}")
+            log += unlearn(model, forget, retain, unlearn_cfg, pad_id=self.tokenizer.pad_token_id, seed=cfg.seed,
+                           masks=UpdateMasks.for_policy(masks, unlearn_cfg.policy, localize_cfg.use_op_ur,
+                                                        localize_cfg.use_op_rr),
+                           check=check, checkpoint_dir=checkpoints, fingerprint=f"{cfg.fingerprint()}-{phase}",
+                           device=self.device, progress=self.progress, on_epoch_end=self._epoch_hook("unlearn"),
+                           general=general, utility=utility)
+        with io.staged_dir(target) as tmp:
+            save_trainable(model, tmp)
+            io.write_json(tmp / "training_log.json", log)
+        self.run_folder.record_time("stage3_unlearn" if name == GRAIL else f"unlearn_{name}", time.time() - started)
+        return target
+
+    # ---- evaluation and report ----------------------------------------------------------------------------
+    def evaluate_model(self, name: str) -> dict:
+        """Scores of ``base`` (the model before stage 0; teacher-forced and general scores, no generation),
+        ``vanilla``, ``grail`` or another method's model (cached in RUN/evaluations/<name>.json)."""
+        cfg = self.config
+
+        def compute() -> dict:
+            if name == "base":  # a model that never saw the data: what forgetting can honestly aim for
+                with base_weights(self.model) as base:
+                    return evaluate(base, self.tokenizer, self.benchmark, cfg.model.prompt_format,
+                                    cfg.model.max_length, cfg.evaluate.batch_size, self.device, None,
+                                    general=cfg.evaluate.probe, mmlu_questions=self.mmlu_questions)
+            return evaluate(self.use_weights(weights_folder(name)), self.tokenizer, self.benchmark,
+                            cfg.model.prompt_format, cfg.model.max_length, cfg.evaluate.batch_size, self.device,
+                            cfg.evaluate.max_new_tokens if cfg.evaluate.generate else None,
+                            general=cfg.evaluate.probe, progress=self.progress, mmlu_questions=self.mmlu_questions)
+
+        return self.run_folder.cached(f"evaluations/{name}.json", compute, io.write_json, io.read_json,
+                                      step=f"evaluate_{name}")
+
+    def results(self) -> dict:
+        """RUN/results.json and RUN/report.md: every model's scores, the masks, stage 3's log, the audit."""
+        evaluations = {name: self.evaluate_model(name) for name in ("base", "vanilla", GRAIL)}
+        unlearn_log = io.read_json(self.path("adapter_unlearned/training_log.json"))
+        document = results_document(self.config, evaluations, self.stage2_masks(), unlearn_log,
+                                    audit(self.folder), io.read_json(self.run_folder.timings_file))
+        io.write_json(self.path("results.json"), document)
+        write_report(self.path("report.md"), document)
+        return document
+
+    # ---- inputs -------------------------------------------------------------------------------------------
+    @cached_property
+    def _base(self) -> tuple[nn.Module, object]:
+        torch.manual_seed(self.config.seed)  # LoRA's initialisation
+        base, tokenizer = load_base(self.config.model, self.config.seed)
+        model = make_trainable(base, self.config.model, self.config.finetune.adapter_path)
+        return model.to(self.device), tokenizer
+
+    @property
+    def model(self) -> nn.Module:
+        return self._base[0]
+
+    @property
+    def tokenizer(self):
+        return self._base[1]
+
+    def path(self, name: str) -> Path:
+        return self.run_folder.path(name)
+
+    def use_weights(self, name: str) -> nn.Module:
+        """The model with the trainable weights saved in RUN/<name> (e.g. adapter_vanilla)."""
+        load_trainable_state(self.model, self.path(name))
+        return self.model
+
+    def _epoch_hook(self, stage: str):
+        return None if self.on_epoch_end is None else (lambda epoch: self.on_epoch_end(stage, epoch))
+
+    def encoded(self) -> dict[str, dict[str, list[Encoded]]]:
+        """{scope: {domain: encoded examples}}."""
+        m = self.config.model
+        out: dict[str, dict[str, list[Encoded]]] = {"forget": {}, "retain": {}}
+        for domain, scope, examples in self.benchmark.datasets():
+            out[scope][domain] = encode_all(self.tokenizer, examples, m.prompt_format, m.max_length)
+        return out
+
+    def datasets(self) -> dict[str, list[Encoded]]:
+        """{"<domain>/<scope>": encoded examples}, the paper's D_x (and ``general/retain``, the replay data, when
+        localization protects general ability)."""
+        enc = self.encoded()
+        sets = {f"{d}/{s}": enc[s][d] for d in self.benchmark.domain_names for s in ("forget", "retain")}
+        if self.config.localize.protect_general:
+            sets[GENERAL_DATASET] = list(self.general_replay)
+        return sets
+
+    def memorised_sets(self) -> dict[str, list[Encoded]]:
+        """{"<domain>/<set>": encoded examples} of every set the vanilla model learns: the D_x and what only
+        measures unlearning (held-out retain facts, forget paraphrases)."""
+        m = self.config.model
+        return {f"{d}/{name}": encode_all(self.tokenizer, examples, m.prompt_format, m.max_length)
+                for d, name, examples in self.benchmark.measured_sets()}
+
+    @cached_property
+    def general_replay(self) -> dict[Encoded, TopK]:
+        """The base model's own answers to ``data.general_replay`` general instructions (written once per run), each
+        with the base model's top-k next-token distributions on it: what replay keeps the model close to."""
+        count = self.config.data.general_replay
+        if not count:
+            return {}
+        path = self.path("general_replay.jsonl")
+        with base_weights(self.model) as base:
+            if not io.exists(path):
+                io.write_jsonl(path, generate_replay(base, self.tokenizer, replay_instructions(count, self.config.seed),
+                                                     self.config.evaluate.batch_size, self.device))
+            base.eval()
+            return topk_reference(base, replay_items(self.tokenizer, io.read_jsonl(path)), self.tokenizer.pad_token_id,
+                                  self.device)
+
+    @cached_property
+    def mmlu_questions(self) -> list:
+        """The run's fixed MMLU subset (empty when MMLU is off)."""
+        per_subject = self.config.evaluate.mmlu_per_subject
+        if per_subject == 0 or not self.config.evaluate.probe:
+            return []
+        from grail.mmlu import load_mmlu, stratified_subset
+
+        return stratified_subset(load_mmlu(), per_subject)
+
