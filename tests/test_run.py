@@ -144,7 +144,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
     assert results_a["models"] == results_b["models"]
 
 
-def test_second_run_reuses_the_cached_vanilla_and_a_users_adapter(finished_run, tmp_path, monkeypatch):
+def test_a_users_adapter_is_copied_not_trained(finished_run, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
     byo = str(finished_run / "adapter_vanilla")
     config = build_config({**TINY, "finetune": {**TINY["finetune"], "adapter_path": byo}})
@@ -154,6 +154,27 @@ def test_second_run_reuses_the_cached_vanilla_and_a_users_adapter(finished_run, 
     b = read_trainable_file(tmp_path / "byo" / "adapter_vanilla")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "byo" / "checkpoints").exists()  # nothing was trained
+
+
+def test_a_second_run_of_the_same_config_takes_the_vanilla_from_the_cache(tmp_path, monkeypatch):
+    """The cache hit: stage 0 does not train again (fine-tuning would raise here) and the adapter is the same."""
+    from grail import pipeline
+    from grail.models import cache_dir
+
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    first = Pipeline(tmp_path / "first", build_config(TINY))
+    first.run("finetune")
+    assert len(list((cache_dir() / "vanilla").iterdir())) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("stage 0 trained although the cache holds this vanilla model")
+
+    monkeypatch.setattr(pipeline, "finetune", no_training)
+    second = Pipeline(tmp_path / "second", build_config(TINY))
+    second.run("finetune")
+    a, b = (read_trainable_file(tmp_path / x / "adapter_vanilla") for x in ("first", "second"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert io.read_json(tmp_path / "second" / "timings.json")["stage0_finetune"] == 0.0
 
 
 def test_vanilla_cache_is_keyed_by_data_content_not_only_config(tmp_path, monkeypatch):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from grail.config import PRESETS, ConfigError, load_config
 from grail.data.examples import DataError
-from grail.general_eval import DEFAULT_TASKS
 from grail.methods import METHODS, TABLE_I
+from grail.threads import configure_threads
 
 STAGE_HELP = {
     "run": "the whole pipeline: fine-tune (stage 0), localize (1, 2), unlearn (3), evaluate, report",
@@ -32,6 +32,8 @@ STAGE_HELP = {
 
 
 def _parser() -> argparse.ArgumentParser:
+    from grail.general_eval import DEFAULT_TASKS  # imports torch: after configure_threads
+
     parser = argparse.ArgumentParser(prog="grail", description="GRAIL: multi-domain LLM unlearning.")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in STAGE_HELP.items():
@@ -43,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                                                 "an existing run of the same config resumes")
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--threads", type=int, metavar="N",
+                       help="CPU threads for torch (default: torch's, one per core); OpenMP's waiting threads sleep "
+                            "unless OMP_WAIT_POLICY says otherwise (BENCHMARKS-threads.md)")
     commands.choices["compare"].add_argument(
         "--methods", default=",".join(TABLE_I),
         help=f"comma-separated methods (default: the paper's Table I set); known: {', '.join(sorted(METHODS))}")
@@ -76,7 +81,13 @@ EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1,
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_threads()  # before torch is imported: OpenMP reads its wait policy once
     args = _parser().parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            print(f"grail {args.command}: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        configure_threads(args.threads)
     from grail import distributed
 
     distributed.init_from_env()  # under torchrun / accelerate launch: one process group for the stages

@@ -35,9 +35,10 @@ def lora_with_trained_b(config: ModelConfig, seed: int = 0) -> tuple[nn.Module, 
     return model, tokenizer
 
 
-def loop_abs_mean(model: nn.Module, rows: Sequence[Encoded], pad_id: int,
-                  device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Mean over rows of |grad| of every trainable parameter, one row per backward."""
+def loop_abs_mean(model: nn.Module, rows: Sequence[Encoded], pad_id: int, device: str = "cpu",
+                  absolute: bool = True) -> dict[str, torch.Tensor]:
+    """Mean over rows of |grad| (or, ``absolute=False``, of grad) of every trainable parameter, one row per
+    backward."""
     model.eval()
     params = {canonical_name(n): p for n, p in model.named_parameters() if p.requires_grad}
     total = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -45,7 +46,7 @@ def loop_abs_mean(model: nn.Module, rows: Sequence[Encoded], pad_id: int,
         model.zero_grad(set_to_none=True)
         example_losses(model, [row], pad_id, device).sum().backward()
         for n, p in params.items():
-            total[n] += p.grad.abs()
+            total[n] += p.grad.abs() if absolute else p.grad
     model.zero_grad(set_to_none=True)
     return {n: t / len(rows) for n, t in total.items()}
 

@@ -111,3 +111,11 @@ def test_ascent_floor_is_the_models_own_log_probs_nothing_to_push(tiny_lora, tin
     with_floor = objectives.ascent_loss(model, items, pad, "cpu", math.inf, False, lower)[0].item()
     assert with_floor == objectives.ascent_loss(model, items, pad, "cpu", math.inf, False)[0].item() < 0
     assert objectives.ascendable_share(model, items, pad, "cpu", math.inf, False, lower) == 100.0
+
+
+def test_every_objective_the_config_names_is_registered():
+    import typing
+
+    hints = typing.get_type_hints(UnlearnConfig)
+    assert set(typing.get_args(hints["forget_objective"])) == set(objectives.FORGET_OBJECTIVES)
+    assert set(typing.get_args(hints["retain_objective"])) == set(objectives.RETAIN_OBJECTIVES)

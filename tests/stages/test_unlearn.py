@@ -65,18 +65,6 @@ def test_per_objective_masks_each_objective_separately(tiny_lora, tiny_encoded, 
         assert not torch.equal(p.detach(), before[n])
 
 
-def test_plain_zeroed_gradients_are_not_enough_with_torch_adamw_weight_decay(tiny_lora, tiny_encoded):
-    """Why stage 3 applies weight decay itself: torch's AdamW decays entries whose gradient is zero."""
-    model, _ = tiny_lora
-    params = list(trainable_parameters(model).values())
-    before = [p.detach().clone() for p in params]
-    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
-    for p in params:
-        p.grad = torch.zeros_like(p)
-    opt.step()
-    assert not all(torch.equal(p, b) for p, b in zip(params, before))
-
-
 def test_without_masks_everything_moves_and_the_loss_rises_on_forget(tiny_lora, tiny_encoded):
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)

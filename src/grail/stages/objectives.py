@@ -13,22 +13,25 @@ next-token distributions (their top k and the rest's mass, so a 49k vocabulary c
 the current ones: the model may learn its facts but must keep predicting general text as it did.
 
 What an objective needs from the vanilla model (relabelled answers, reference log-probabilities) is computed
-once, before the first update, and kept as tensors: the reference never changes.
+once, before the first update, and kept as tensors: the reference never changes. Each objective is registered
+below (``FORGET_OBJECTIVES``, ``RETAIN_OBJECTIVES``) as that ``prepare`` step and its ``loss``: a new objective
+is one entry there and its name in the config's choices.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from grail.batching import Batch, Encoded, answer_logits, batches, collate, example_losses
-
-FORGET_OBJECTIVES = ("ascent", "random_labels", "adversarial", "npo")
-RETAIN_OBJECTIVES = ("descent", "kl")
+from grail.config import UnlearnConfig
+from grail.models import base_weights
 
 
 def _token_ce(model: nn.Module, items: Sequence[Encoded], pad_id: int,
@@ -182,3 +185,71 @@ def topk_kl_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device
     per_example = torch.stack([part.mean() for part in kl.split(batch.answer_mask.sum(1).tolist())])
     loss = per_example.mean()
     return loss, loss.item()
+
+
+# ---- the registry --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Setup:
+    """What every objective may use besides the model and the examples."""
+
+    config: UnlearnConfig
+    pad_id: int
+    device: Any
+    seed: int
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class Objective:
+    """``prepare(model, items, setup)``: what the loss needs from the vanilla model, called once before the first
+    update (model in eval mode); ``loss(model, items, setup, prepared)``: (loss to minimise, number to log)."""
+
+    prepare: Callable[[nn.Module, list[Encoded], Setup], Any]
+    loss: Callable[[nn.Module, list[Encoded], Setup, Any], tuple[torch.Tensor, float]]
+
+
+@dataclass(frozen=True)
+class AscentStop:
+    """Which forget tokens ascent still pushes (``UnlearnConfig.ascent_stop``)."""
+
+    cap: float
+    only_predicted: bool
+    floor: dict[Encoded, torch.Tensor] | None
+
+
+def _prepare_ascent(model: nn.Module, items: list[Encoded], setup: Setup) -> AscentStop:
+    stop = setup.config.ascent_stop
+    floor = None  # per forget token, its log-probability under the base model: ascent goes no lower
+    if stop == "reference":
+        with base_weights(model) as base:
+            floor = reference_log_probs(base, items, setup.pad_id, setup.device, full=False)
+    return AscentStop(math.inf if stop == "never" else math.log(setup.vocab_size),
+                      stop in ("forgotten", "reference"), floor)
+
+
+def _relabelling(how: str) -> Callable[[nn.Module, list[Encoded], Setup], dict[Encoded, Encoded]]:
+    def prepare(model: nn.Module, items: list[Encoded], setup: Setup) -> dict[Encoded, Encoded]:
+        generator = torch.Generator().manual_seed(setup.seed)
+        return dict(zip(items, relabel(model, items, how, setup.vocab_size, setup.pad_id, setup.device, generator)))
+    return prepare
+
+
+def _nothing(model: nn.Module, items: list[Encoded], setup: Setup) -> None:
+    return None
+
+
+FORGET_OBJECTIVES: dict[str, Objective] = {
+    "ascent": Objective(_prepare_ascent, lambda model, items, s, stop: ascent_loss(
+        model, items, s.pad_id, s.device, stop.cap, stop.only_predicted, stop.floor)),
+    "random_labels": Objective(_relabelling("random_labels"), lambda model, items, s, new: descent_loss(
+        model, [new[x] for x in items], s.pad_id, s.device)),
+    "adversarial": Objective(_relabelling("adversarial"), lambda model, items, s, new: descent_loss(
+        model, [new[x] for x in items], s.pad_id, s.device)),
+    "npo": Objective(lambda model, items, s: reference_log_probs(model, items, s.pad_id, s.device, full=False),
+                     lambda model, items, s, ref: npo_loss(model, items, s.pad_id, s.device, ref, s.config.npo_beta)),
+}
+RETAIN_OBJECTIVES: dict[str, Objective] = {
+    "descent": Objective(_nothing, lambda model, items, s, _: descent_loss(model, items, s.pad_id, s.device)),
+    "kl": Objective(lambda model, items, s: reference_log_probs(model, items, s.pad_id, s.device, full=True),
+                    lambda model, items, s, ref: kl_loss(model, items, s.pad_id, s.device, ref)),
+}

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from grail import distributed
 from grail.batching import Encoded
 from grail.config import UnlearnConfig
-from grail.models import base_weights, trainable_parameters
+from grail.models import trainable_parameters
 from grail.stages import objectives
 from grail.training import Checkpoint, run_epochs
 
@@ -172,38 +172,21 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     start_scores = check() if check is not None else None
     start_utility = utility() if utility is not None and config.utility_budget else None
     previous: dict[str, torch.Tensor] = {}
-    vocab_size = model.config.vocab_size
-    cap = math.inf if config.ascent_stop == "never" else math.log(vocab_size)
     # What the objectives need from the vanilla model, taken before the first update.
+    setup = objectives.Setup(config, pad_id, device, seed, model.config.vocab_size)
+    forget_objective = objectives.FORGET_OBJECTIVES[config.forget_objective]
+    retain_objective = objectives.RETAIN_OBJECTIVES[config.retain_objective]
     was_training = model.training
     model.eval()
-    if config.forget_objective in ("random_labels", "adversarial"):
-        generator = torch.Generator().manual_seed(seed)
-        forget_pools = {d: objectives.relabel(model, items, config.forget_objective, vocab_size, pad_id, device,
-                                              generator) for d, items in forget_pools.items()}
-    all_forget = [x for xs in forget_pools.values() for x in xs]
-    forget_reference = (objectives.reference_log_probs(model, all_forget, pad_id, device, full=False)
-                        if config.forget_objective == "npo" else {})
-    floor = None  # per forget token, its log-probability under the base model: ascent goes no lower
-    if config.forget_objective == "ascent" and config.ascent_stop == "reference":
-        with base_weights(model) as base:
-            floor = objectives.reference_log_probs(base, all_forget, pad_id, device, full=False)
-    only_predicted = config.ascent_stop in ("forgotten", "reference")
-    retain_reference = (objectives.reference_log_probs(model, retain_pool, pad_id, device, full=True)
-                        if config.retain_objective == "kl" else {})
+    forget_prepared = forget_objective.prepare(model, [x for xs in forget_pools.values() for x in xs], setup)
+    retain_prepared = retain_objective.prepare(model, retain_pool, setup)
     model.train(was_training)
 
     def forget_term(items: list[Encoded]) -> tuple[torch.Tensor, float]:
-        if config.forget_objective == "ascent":
-            return objectives.ascent_loss(model, items, pad_id, device, cap, only_predicted, floor)
-        if config.forget_objective == "npo":
-            return objectives.npo_loss(model, items, pad_id, device, forget_reference, config.npo_beta)
-        return objectives.descent_loss(model, items, pad_id, device)  # on relabelled answers
+        return forget_objective.loss(model, items, setup, forget_prepared)
 
     def retain_term(items: list[Encoded]) -> tuple[torch.Tensor, float]:
-        if config.retain_objective == "kl":
-            return objectives.kl_loss(model, items, pad_id, device, retain_reference)
-        return objectives.descent_loss(model, items, pad_id, device)
+        return retain_objective.loss(model, items, setup, retain_prepared)
 
     def step(forget_batch: list[Encoded], retain_batch: list[Encoded],
              general_batch: list[Encoded]) -> tuple[float, float]:
@@ -225,12 +208,13 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
 
     def left_to_ascend() -> dict[str, float]:
         """Per domain, the share (%) of its forget tokens that ascent still pushes."""
-        if config.forget_objective != "ascent":
+        if not isinstance(forget_prepared, objectives.AscentStop):  # other objectives have no such stop
             return {d: 100.0 for d in forget_pools}
+        stop = forget_prepared
         was_training = model.training
         model.eval()
-        share = {d: objectives.ascendable_share(model, items, pad_id, device, cap, only_predicted, floor)
-                 for d, items in forget_pools.items()}
+        share = {d: objectives.ascendable_share(model, items, pad_id, device, stop.cap, stop.only_predicted,
+                                                stop.floor) for d, items in forget_pools.items()}
         model.train(was_training)
         return share
 

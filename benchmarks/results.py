@@ -1,0 +1,108 @@
+"""Regenerate the quoted results from the current code: `grail run` of the default on each seed (resumed where a
+run folder holds it), then docs/results/default/ (the seed-0 report tables and the table over seeds) and the
+block of README.md between the `results:begin` / `results:end` markers. `make results` runs it.
+
+    .venv/bin/python benchmarks/results.py                   # seeds 0 1 2 into runs/results/seed<N>
+    .venv/bin/python benchmarks/results.py --seeds 0 --jobs 1
+
+Several seeds run at once with one thread each (two heavy jobs with all threads each are far slower here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- results:begin (benchmarks/results.py writes this block) -->", "<!-- results:end -->"
+
+
+def _run_seeds(seeds: list[int], runs: Path, jobs: int) -> None:
+    env = {**os.environ, **({"OMP_NUM_THREADS": "1"} if jobs > 1 else {})}
+    pending = list(seeds)
+    running: list[subprocess.Popen] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            seed = pending.pop(0)
+            runs.mkdir(parents=True, exist_ok=True)
+            config = runs / f"seed{seed}.yaml"
+            config.write_text(yaml.safe_dump({"seed": seed}))
+            running.append(subprocess.Popen([sys.executable, "-m", "grail.cli", "run", "--config", str(config),
+                                             "--out", str(runs / f"seed{seed}"), "--quiet"], env=env))
+        running[0].wait()
+        if running[0].returncode:
+            raise SystemExit(f"grail run failed (exit {running[0].returncode}): {running[0].args}")
+        running.pop(0)
+
+
+def _pair(domains: dict, key: str) -> str:
+    values = [domains[d].get(key) for d in domains]
+    return " / ".join("—" if v is None else f"{v:.1f}" for v in values)
+
+
+def seeds_table(documents: dict[int, dict]) -> str:
+    """One row per seed and model: forgetting beside what the model still knows."""
+    first = next(iter(documents.values()))
+    names = " / ".join(first["domains"])
+    lines = [f"| seed | model | US ({names}) | US paraphrased | RS | RS held-out | leak % | general PPL (x vanilla) "
+             "| probe % | MMLU % | stage 3 stop |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for seed, document in documents.items():
+        vanilla_ppl = float(document["models"]["vanilla"]["general"]["general_text_ppl"])
+        for name, model in document["models"].items():
+            d, g = model["domains"], model["general"]
+            ppl = float(g["general_text_ppl"])
+            stop = (document["unlearning"]["stop"] or "epoch budget").split(";")[0] if name == "grail" else ""
+            cells = [_pair(d, k) for k in ("US", "US_paraphrase", "RS", "RS_heldout", "leak_rate")]
+            lines.append(f"| {seed} | {name} | {' | '.join(cells)} | {ppl:.2f} (x {ppl / vanilla_ppl:.2f}) "
+                         f"| {g['probe_accuracy']:.1f} | {g.get('mmlu_accuracy', float('nan')):.2f} | {stop} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(documents: dict[int, dict], runs: Path) -> str:
+    from grail.report import general_table, results_table
+
+    seed = min(documents)
+    document = documents[seed]
+    timings = document["timings_s"]
+    return (f"Seed {seed} (`{runs / f'seed{seed}'}/report.md`):\n\n{results_table(document)}\n\n"
+            f"{general_table(document)}\n\nAll seeds ({', '.join(map(str, documents))}):\n\n{seeds_table(documents)}\n"
+            f"Stage times of seed {seed} (s): {', '.join(f'{k} {v}' for k, v in timings.items())}; "
+            f"audit: {'PASS' if document['audit']['ok'] else 'FAIL'}.\n")
+
+
+def replace_block(text: str, block: str) -> str:
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    return f"{head}{BEGIN}\n{block}{END}{rest.split(END, 1)[1]}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "results")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--render-only", action="store_true", help="only rewrite the tables from finished runs")
+    args = parser.parse_args()
+    if not args.render_only:
+        _run_seeds(args.seeds, args.runs, args.jobs)
+    from grail import io
+
+    documents = {seed: io.read_json(args.runs / f"seed{seed}" / "results.json") for seed in args.seeds}
+    block = readme_block(documents, args.runs.relative_to(ROOT) if args.runs.is_relative_to(ROOT) else args.runs)
+    out = ROOT / "docs" / "results" / "default"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "readme.md").write_text(block)
+    (out / "seeds.md").write_text(seeds_table(documents))
+    readme = ROOT / "README.md"
+    readme.write_text(replace_block(readme.read_text(), block))
+    print(block)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""CPU thread settings, chosen from measurements (BENCHMARKS-threads.md).
+
+OpenMP's worker threads spin while they wait for each other (libgomp: 300,000 turns before sleeping). Beside
+another busy process a spinning thread burns the time slice its partner needs: a training step that takes 1.2 s
+alone took 4.6-9.4 s beside one busy torch process here (and 23 s beside a test suite). A short spin (1,000
+turns, what libgomp itself uses when threads outnumber cores) keeps the quiet speed and cuts that to about
+2.4x; sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) was as robust but 1.3x slower when quiet. OpenMP reads
+these once, when torch is first imported, so the command line sets them before that (``grail.cli`` imports
+nothing heavy before ``configure_threads``); a user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` wins.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+SPIN_COUNT = "1000"
+
+
+def configure_threads(threads: int | None = None) -> None:
+    """The OpenMP spin count (only before torch is imported, and only if the user set no wait policy) and, if
+    given, the number of intra-op threads."""
+    if "torch" not in sys.modules and not ({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ)):
+        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
