@@ -206,3 +206,12 @@ def test_reference_ascent_pushes_only_what_the_vanilla_knows_better_than_the_bas
     assert log[0]["ascending"] == ["privacy", "copyright"]
     assert all(last[d] < first[d] for d in first), (first, last)
     assert log[-1]["stop"].startswith("nothing left to ascend")
+
+
+def test_masks_move_to_each_parameters_device():
+    """Masks load on the CPU; stage 3 moves them next to each parameter (a GPU's, here the meta device's)."""
+    params = {"a": torch.nn.Parameter(torch.zeros(2, 3, device="meta")), "b": torch.nn.Parameter(torch.zeros(4))}
+    keep = {"a": torch.ones(2, 3, dtype=torch.bool), "b": torch.zeros(4, dtype=torch.bool)}
+    moved = UpdateMasks(keep, keep).on(params)
+    assert moved.forget["a"].device.type == "meta" and moved.retain["a"].device.type == "meta"
+    assert moved.forget["b"].device.type == "cpu" and not moved.per_objective
