@@ -258,6 +258,10 @@ class UnlearnConfig(_Section):
     """Stop, keeping the epoch before, once the perplexity of the utility-check text exceeds this multiple
     of the vanilla model's (e.g. 1.25). The check text is neither trained on nor the reported general
     perplexity. None: no budget."""
+    utility_check_steps: int = 2
+    """Check the utility budget every this many steps (and at the end of each epoch), and keep the last weights
+    within it: ascent's damage comes in bursts, and an epoch-wide check throws away up to a whole epoch of
+    forgetting (or keeps a whole epoch too many). 0: at the end of each epoch only."""
 
     def _ranges(self) -> list[tuple[bool, str, str]]:
         return [
@@ -274,6 +278,7 @@ class UnlearnConfig(_Section):
             (self.general_weight >= 0, "general_weight", ">= 0"),
             (self.utility_budget is None or self.utility_budget > 1, "utility_budget",
              "> 1 (a multiple of the vanilla model's utility-check perplexity) or null"),
+            (self.utility_check_steps >= 0, "utility_check_steps", ">= 0 (0: once an epoch)"),
         ]
 
 

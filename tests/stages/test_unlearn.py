@@ -125,25 +125,37 @@ def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_encode
     assert all(torch.equal(p, snapshots[0][n]) for n, p in params.items())
 
 
-def test_utility_budget_stops_and_keeps_the_epoch_within_it(tiny_lora, tiny_encoded):
-    """A utility check that worsens every epoch: the stage stops at the first epoch over budget and keeps the
-    weights of the epoch before."""
-    model, tokenizer = tiny_lora
-    params = trainable_parameters(model)
-    checks = iter([10.0, 11.0, 20.0, 30.0])  # before unlearning, after epoch 0, 1, 2
-    after_first: dict = {}
+def _scripted_utility(params, values):
+    """A utility check returning ``values`` in turn (the last one forever), recording the weights at every call
+    within a 1.5 x budget of the first value."""
+    calls, within = iter(values), []
 
     def utility():
-        value = next(checks)
-        if value == 11.0:
-            after_first.update({n: p.detach().clone() for n, p in params.items()})
+        value = next(calls, values[-1])
+        if value <= 1.5 * values[0]:
+            within.append({n: p.detach().clone() for n, p in params.items()})
         return value
 
+    return utility, within
+
+
+@pytest.mark.parametrize("check_steps", [0, 1, 2])
+def test_utility_budget_stops_and_keeps_the_last_weights_within_it(tiny_lora, tiny_encoded, check_steps):
+    """The check passes twice, then fails: the stage stops there and keeps the weights of the last pass (checks
+    every ``check_steps`` steps and at each epoch's end; 0: at the epoch's end only)."""
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    utility, within = _scripted_utility(params, [10.0, 11.0, 12.0, 30.0])
     forget, retain = _split(tiny_encoded)
-    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, epochs=3, lr=1e-2, batch_size=4, target_us=None)
+    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, utility_check_steps=check_steps, epochs=5, lr=1e-2,
+                           batch_size=4, target_us=None)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, utility=utility)
-    assert len(log) == 2 and log[-1]["reverted"] and "utility budget spent" in log[-1]["stop"]
-    assert all(torch.equal(p.detach(), after_first[n]) for n, p in params.items())
+    assert "utility budget spent" in log[-1]["stop"] and log[-1]["budget_spent"]["utility_ppl"] == 30.0
+    assert log[-1]["utility_ppl"] == 12.0  # what the kept weights measured
+    assert all(torch.equal(p.detach(), within[-1][n]) for n, p in params.items())
+    steps_per_epoch = -(-sum(min(len(forget[d]), len(retain[d])) for d in forget) // 2)
+    checks_per_epoch = steps_per_epoch // check_steps + (steps_per_epoch % check_steps > 0) if check_steps else 1
+    assert len(log) == -(-3 // checks_per_epoch)  # the third check is in this epoch
 
 
 def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_encoded):

@@ -235,33 +235,50 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         general_order = rng.sample(general_pool, len(general_pool))
         losses = []
         steps = range(0, len(forget_order), half)
-        for i in tqdm(steps, desc=f"stage 3: unlearn, epoch {epoch + 1}/{config.epochs}", disable=not progress,
-                      leave=False):
+        # the latest weights known to be within the budget, and their utility-check perplexity
+        last_good, last_good_step, spent = previous, 0, None
+        last_good_ppl = history[-1].get("utility_ppl") if history else start_utility
+        for k, i in enumerate(tqdm(steps, desc=f"stage 3: unlearn, epoch {epoch + 1}/{config.epochs}",
+                                   disable=not progress, leave=False), start=1):
             retain_start = i % len(retain_order)  # fewer forget than retain examples once a domain is done
             general_start = i % len(general_order) if general_order else 0
             losses.append(step(forget_order[i:i + half], retain_order[retain_start:retain_start + half],
                                general_order[general_start:general_start + half]))
+            every = config.utility_check_steps
+            if start_utility is not None and (k == len(steps) or (every and k % every == 0)):
+                ppl = utility()
+                if ppl > config.utility_budget * start_utility:
+                    restore(last_good)
+                    spent = {"step": k, "utility_ppl": ppl, "kept_step": last_good_step}
+                    break
+                last_good, last_good_step, last_good_ppl = {n: p.detach().clone() for n, p in params.items()}, k, ppl
         forget_losses, retain_losses = ([x for x in xs if not math.isnan(x)] for xs in zip(*losses)) if losses \
             else ([], [])
         log = {"ascending": active, "forget_loss": mean(forget_losses) if forget_losses else None,
                "retain_loss": mean(retain_losses) if retain_losses else None, "left_to_ascend": left_to_ascend()}
+        if spent is not None:
+            log["budget_spent"] = spent
         if check is not None:
             log["scores"] = check()
         if start_utility is not None:
-            log["utility_ppl"] = utility()
+            log["utility_ppl"] = last_good_ppl  # of the weights the epoch ends with
         return log
 
-    def revert(log: dict) -> None:
+    def restore(weights: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for n, p in params.items():
-                p.copy_(previous[n])
+                p.copy_(weights[n])
+
+    def revert(log: dict) -> None:
+        restore(previous)
         log["reverted"] = True
 
     def should_stop(epoch: int, log: dict) -> str | None:
-        if start_utility is not None and log["utility_ppl"] > config.utility_budget * start_utility:
-            revert(log)
-            return f"utility budget spent: utility-check PPL {log['utility_ppl']:.1f} > {config.utility_budget} x " \
-                   f"{start_utility:.1f}; kept the weights of the epoch before"
+        if "budget_spent" in log:  # run_epoch has already gone back to the last weights within the budget
+            spent = log["budget_spent"]
+            kept = f"step {spent['kept_step']} of this epoch" if spent["kept_step"] else "the epoch before"
+            return f"utility budget spent: utility-check PPL {spent['utility_ppl']:.1f} > {config.utility_budget} x " \
+                   f"{start_utility:.1f} at step {spent['step']}; kept the weights of {kept}"
         scores = log.get("scores") or {}
         for domain, s in scores.items():
             if start_scores[domain]["RS"] - s["RS"] > config.divergence_rs_drop:
