@@ -1,6 +1,8 @@
 """Regenerate the quoted results from the current code: `grail run` of the default on each seed (resumed where a
 run folder holds it), then docs/results/default/ (the seed-0 report tables and the table over seeds) and the
-block of README.md between the `results:begin` / `results:end` markers. `make results` runs it.
+block of README.md between the `results:begin` / `results:end` markers; then the utility-matched comparison on
+the first seed (`grail compare --utility-budget 1.25`) into docs/results/utility-matched/ and the block of
+RESULTS.md between the `compare:begin` / `compare:end` markers. `make results` runs it.
 
     .venv/bin/python benchmarks/results.py                   # seeds 0 1 2 into runs/results/seed<N>
     .venv/bin/python benchmarks/results.py --seeds 0 --jobs 1
@@ -20,6 +22,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- results:begin (benchmarks/results.py writes this block) -->", "<!-- results:end -->"
+COMPARE_BEGIN, COMPARE_END = "<!-- compare:begin (benchmarks/results.py writes this block) -->", "<!-- compare:end -->"
+COMPARED = ["ga-gd-id", "memflex", "grail-paper", "grail"]
+BUDGET = 1.25
 
 
 def _run_seeds(seeds: list[int], runs: Path, jobs: int) -> None:
@@ -75,11 +80,34 @@ def readme_block(documents: dict[int, dict], runs: Path) -> str:
             f"audit: {'PASS' if document['audit']['ok'] else 'FAIL'}.\n")
 
 
-def replace_block(text: str, block: str) -> str:
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN, 1)
-    return f"{head}{BEGIN}\n{block}{END}{rest.split(END, 1)[1]}"
+def replace_block(text: str, block: str, begin: str = BEGIN, end: str = END) -> str:
+    if begin not in text or end not in text:
+        raise SystemExit(f"no {begin} ... {end} block")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{block}{end}{rest.split(end, 1)[1]}"
+
+
+def utility_matched(folder: Path) -> str:
+    """`grail compare --utility-budget` of COMPARED on ``folder``; its tables copied to docs/results/utility-matched/;
+    returns the RESULTS.md block (the utility table and the ranking)."""
+    import shutil
+
+    from grail.experiments import Experiments
+
+    run = Experiments(folder)
+    try:
+        run.compare(COMPARED, BUDGET)
+    finally:
+        run.run_folder.close()
+    source, out = folder / f"comparison-budget{BUDGET:g}", ROOT / "docs" / "results" / "utility-matched"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("table1.md", "table5_hs.md", "table_utility.md", "ranking.md", "comparison.json", "pareto.png"):
+        shutil.copy(source / name, out / name)
+    block = (f"`grail compare --out {folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder} --methods "
+             f"{','.join(COMPARED)} --utility-budget {BUDGET:g}`:\n\n{(source / 'table_utility.md').read_text()}\n"
+             f"{(source / 'ranking.md').read_text()}")
+    (out / "results-block.md").write_text(block)
+    return block
 
 
 def main() -> None:
@@ -88,6 +116,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "results")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--render-only", action="store_true", help="only rewrite the tables from finished runs")
+    parser.add_argument("--no-compare", action="store_true", help="skip the utility-matched comparison")
     args = parser.parse_args()
     if not args.render_only:
         _run_seeds(args.seeds, args.runs, args.jobs)
@@ -102,6 +131,11 @@ def main() -> None:
     readme = ROOT / "README.md"
     readme.write_text(replace_block(readme.read_text(), block))
     print(block)
+    if not args.no_compare:
+        compare_block = utility_matched(args.runs / f"seed{args.seeds[0]}")
+        results = ROOT / "RESULTS.md"
+        results.write_text(replace_block(results.read_text(), compare_block, COMPARE_BEGIN, COMPARE_END))
+        print(compare_block)
 
 
 if __name__ == "__main__":

@@ -22,3 +22,11 @@ def test_readme_quotes_the_regenerated_results():
     block = re.search(r"<!-- results:begin[^>]*-->\n(.*?)<!-- results:end -->", README, re.S)
     assert block, "README.md lost its results block"
     assert block.group(1) == (ROOT / "docs" / "results" / "default" / "readme.md").read_text()
+
+
+def test_results_quote_the_regenerated_comparison():
+    """RESULTS.md's utility-matched block is benchmarks/results.py's (docs/results/utility-matched/)."""
+    results = (ROOT / "RESULTS.md").read_text()
+    block = re.search(r"<!-- compare:begin[^>]*-->\n(.*?)<!-- compare:end -->", results, re.S)
+    assert block, "RESULTS.md lost its comparison block"
+    assert block.group(1) == (ROOT / "docs" / "results" / "utility-matched" / "results-block.md").read_text()
