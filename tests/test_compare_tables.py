@@ -71,14 +71,14 @@ def test_write_comparison_writes_the_utility_table_and_the_ranking(tmp_path):
     assert document["table_utility"]["rows"] == utility_rows(SCORES)[1]
     text = (tmp_path / "table_utility.md").read_text()
     assert "| npo | 80.00 | - | 80.00 | - | 80.00 | - | - | - | - | - | - |" in text
-    assert "| ga | 100.00 | 100.00 | 60.00 | 50.00 | 75.00 | inf | inf | 0.00 | 25.00 | -9.00 | no |" in text
+    assert "| ga | 100.00 | 100.00 | 60.00 | 50.00 | 75.00 | inf | inf | 0.00 | 25.00 | -9.000 | no |" in text
     with open(tmp_path / "table_utility.csv", newline="") as f:
         table = list(csv.reader(f))
     assert table[1] == ["base", "", "", "", "", "", "8.0", "0.8", "85.0", "55.0", "-1.2", "yes"]
     assert table[5] == ["npo", "80.0", "", "80.0", "", "80.0", "", "", "", "", "", ""]
     ranked = (tmp_path / "ranking.md").read_text()
-    assert "| 1 | npo_kl | 90.00 | 1.25 |\n| 2 | grail | 87.00 | 1.10 |\n" in ranked
-    assert "| - | wide | 95.00 | 1.30 |\n| - | ga | 75.00 | inf |\n" in ranked
+    assert "| 1 | npo_kl | 90.00 | 1.250 |\n| 2 | grail | 87.00 | 1.100 |\n" in ranked
+    assert "| - | wide | 95.00 | 1.300 |\n| - | ga | 75.00 | inf |\n" in ranked
     assert "No general-text perplexity to check: npo\n" in ranked
     assert "| base |" not in (tmp_path / "table5_hs.md").read_text()
 

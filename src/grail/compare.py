@@ -106,7 +106,9 @@ def _cell(value) -> str:
         return "inf"
     if math.isnan(value):
         return "-"
-    return f"{value:.2e}" if abs(value) >= 1e4 else f"{value:.2f}"
+    if abs(value) >= 1e4:
+        return f"{value:.2e}"
+    return f"{value:.3f}" if 0 < abs(value) < 10 else f"{value:.2f}"  # a ratio of 1.255 is not 1.25
 
 
 def markdown(header: list[str], rows: list[list]) -> str:
