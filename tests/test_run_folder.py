@@ -160,3 +160,18 @@ def test_run_exits_1_when_its_own_audit_fails_and_3_on_a_bug(tiny_run, tmp_path,
 
     monkeypatch.setattr(run_module, "results_document", broken)
     assert main(["run", "--out", str(copy), "--quiet"]) == EXIT_CRASH
+
+
+def test_memflex_thresholds_without_memflex_are_warned_about(tmp_path):
+    from grail.cli import _warn_unused_memflex
+    from grail.config import LocalizeConfig
+
+    changed = LocalizeConfig(memflex_mu=0.5)
+    with pytest.warns(UserWarning, match=r"localize.memflex_mu ignored: only the memflex method"):
+        _warn_unused_memflex(changed, [])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_unused_memflex(changed, ["grail", "memflex"])  # used: no warning
+        _warn_unused_memflex(LocalizeConfig(), [])  # defaults: nothing to say

@@ -13,9 +13,10 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
-from grail.config import PRESETS, ConfigError, load_config
+from grail.config import PRESETS, ConfigError, LocalizeConfig, load_config
 from grail.data.examples import DataError
 from grail.methods import METHODS, TABLE_I
 from grail.threads import configure_threads
@@ -105,6 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         distributed.close()
 
 
+def _warn_unused_memflex(localize: LocalizeConfig, methods: list[str]) -> None:
+    """``localize.memflex_*`` only shape the Memflex baseline of ``grail compare``: set without it, say so."""
+    changed = [f"localize.{f}" for f in ("memflex_mu", "memflex_sigma")
+               if getattr(localize, f) != getattr(LocalizeConfig, f)]
+    if changed and "memflex" not in methods:
+        warnings.warn(f"{', '.join(changed)} ignored: only the memflex method of grail compare reads them",
+                      stacklevel=2)
+
+
 def _percentages(option: str, text: str) -> list[float]:
     try:
         values = [float(k) for k in text.split(",") if k.strip()]
@@ -168,6 +178,7 @@ def _command(args: argparse.Namespace) -> int:
         if config is None and not (folder / "config.yaml").is_file():
             config = load_config()
         run = Experiments(folder, config, progress=not args.quiet, device=args.device)
+        _warn_unused_memflex(run.config.localize, names if args.command == "compare" else [])
         if distributed.is_main():
             print(f"grail {args.command}: run folder {folder}", file=sys.stderr)
         if args.command == "compare":
