@@ -255,7 +255,7 @@ class UnlearnConfig(_Section):
     """Weight of general replay in every step (KL to the base model on the replay data, as in stage 0):
     general text as a further retain set. 0: the paper's objective."""
     utility_budget: float | None = 1.25
-    """Stop, keeping the epoch before, once the perplexity of the utility-check text exceeds this multiple
+    """Stop, keeping the last weights within it, once the perplexity of the utility-check text exceeds this multiple
     of the vanilla model's (e.g. 1.25). The check text is neither trained on nor the reported general
     perplexity. None: no budget."""
     utility_check_steps: int = 2
