@@ -92,6 +92,8 @@ class Experiments(Pipeline):
         if method.name == GRAIL:
             self.stage3_unlearn()
             return
+        if io.exists(self.path(weights_folder(method.name))):  # done: its masks need not be built again
+            return
         unlearn_cfg = dataclasses.replace(self.config.unlearn, **method.unlearn)  # validated by the section
         localize_cfg = dataclasses.replace(self.config.localize, **method.localize)
         domains = list(method.domains or self.benchmark.domain_names)
@@ -104,7 +106,7 @@ class Experiments(Pipeline):
 
     def method_scores(self, methods: list[Method], utility_budget: float | None = None) -> dict[str, dict]:
         """Run (or reuse) each method; the base, vanilla and their scores, by name. With ``utility_budget``, each
-        method stops at its last epoch within that multiple of the vanilla's utility-check perplexity (stored
+        method keeps its last weights within that multiple of the vanilla's utility-check perplexity (stored
         apart, as ``methods/<name>-budget<b>``; keyed by the method's own name here)."""
         self.run("unlearn")
         scores = {"base": self.evaluate_model("base"), "vanilla": self.evaluate_model("vanilla")}

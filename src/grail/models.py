@@ -35,9 +35,7 @@ def cache_dir() -> Path:
 
 
 def _embedded_gguf() -> Path:
-    from grail.io import wheel_file
-
-    return wheel_file(*EMBEDDED_GGUF, "the embedded model")
+    return io.wheel_file(*EMBEDDED_GGUF, "the embedded model")
 
 
 def embedded_model_dir() -> Path:

@@ -23,9 +23,9 @@ methods, the comparison tables and the sweeps build on this in ``experiments.py`
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
 
@@ -123,8 +123,7 @@ class Pipeline:
                 save_trainable(self.model, tmp)
             return
         # Keyed by the data's content too: the same data config can name different data (an edited JSONL file).
-        data_hash = hashlib.sha256(self.benchmark.to_jsonl().encode()).hexdigest()[:16]
-        key = f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{data_hash}"
+        key = f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{self.run_folder.data_hash}"
         cached = cache_dir() / "vanilla" / key
         if io.exists(cached):
             io.copy_dir(cached, target)
@@ -240,15 +239,15 @@ class Pipeline:
         cfg = self.config
 
         def compute() -> dict:
-            if name == "base":  # a model that never saw the data: what forgetting can honestly aim for
-                with base_weights(self.model) as base:
-                    return evaluate(base, self.tokenizer, self.benchmark, cfg.model.prompt_format,
-                                    cfg.model.max_length, cfg.evaluate.batch_size, self.device, None,
-                                    general=cfg.evaluate.probe, mmlu_questions=self.mmlu_questions)
-            return evaluate(self.use_weights(weights_folder(name)), self.tokenizer, self.benchmark,
-                            cfg.model.prompt_format, cfg.model.max_length, cfg.evaluate.batch_size, self.device,
-                            cfg.evaluate.max_new_tokens if cfg.evaluate.generate else None,
-                            general=cfg.evaluate.probe, progress=self.progress, mmlu_questions=self.mmlu_questions)
+            # the base model never saw the data: what forgetting can honestly aim for; scored teacher-forced only
+            # (generation is the slow part of an evaluation, and a model that never saw the data leaks nothing)
+            base = name == "base"
+            with base_weights(self.model) if base else nullcontext(self.use_weights(weights_folder(name))) as model:
+                return evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
+                                cfg.evaluate.batch_size, self.device,
+                                cfg.evaluate.max_new_tokens if cfg.evaluate.generate and not base else None,
+                                general=cfg.evaluate.probe, progress=self.progress,
+                                mmlu_questions=self.mmlu_questions)
 
         return self.run_folder.cached(f"evaluations/{name}.json", compute, io.write_json, io.read_json,
                                       step=f"evaluate_{name}")

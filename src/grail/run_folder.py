@@ -14,6 +14,7 @@ is written atomically and a step whose output exists is skipped (``cached``), so
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -104,6 +105,8 @@ class RunFolder:
         self.config: RunConfig = config
         self.benchmark = load_data(config)  # bad data fails here, before the folder is written to
         data = self.benchmark.to_jsonl()
+        self.data_hash = hashlib.sha256(data.encode()).hexdigest()[:16]
+        """The data's identity (a short SHA-256 of data.jsonl's text): same config, other data, other run."""
         try:
             if distributed.is_main():
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -134,12 +137,6 @@ class RunFolder:
             _unlock(self.root)
             self._locked = False
 
-    def __enter__(self) -> RunFolder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def path(self, name: str) -> Path:
         return self.root / name
 
@@ -150,8 +147,9 @@ class RunFolder:
 
     def cached(self, name: str, compute: Callable[[], T], save: Callable[[Path, T], None],
                load: Callable[[Path], T], step: str | None = None) -> T:
-        """The step whose output is RUN/<name>: loaded if it is there, else computed, saved (atomically) and
-        timed under ``step``."""
+        """The step whose output is RUN/<name>: loaded if it is there, else computed, saved (atomically), timed
+        under ``step`` and read back, so a fresh run and a resumed one go on from the same values (JSON, for one,
+        writes a collapsed model's inf as "inf")."""
         path = self.path(name)
         if io.exists(path):
             return load(path)
