@@ -67,6 +67,21 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["sweep"].add_argument("--k-rr", default="10,20,30,40", help="k_RR values (k_UR fixed)")
     audit_parser = commands.add_parser("audit", help="check that every frozen entry is bit-identical")
     audit_parser.add_argument("run", type=Path, help="a finished run folder")
+    audit_parser.add_argument("--evidence", action="store_true",
+                              help="also write RUN/evidence/: hashes, versions, seeds, per-example attack scores and "
+                                   "pass / fail per domain and attack (runs grail attack's missing parts)")
+    attack = commands.add_parser(
+        "attack", help="attack every model of a finished run against the oracle (membership inference, relearning, "
+                       "precision, prompts): RUN/attacks.json, attacks.md, relearning.png")
+    attack.add_argument("run", type=Path, help="a run folder (GRAIL trained: grail run)")
+    attack.add_argument("--methods", help="comma-separated methods of RUN/methods/ to attack too (default: all there)")
+    for p in (audit_parser, attack):
+        p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
+    commands.choices["compare"].add_argument(
+        "--no-attacks", action="store_true",
+        help="leave out the robustness table (the attacks of grail attack on every compared method)")
     return parser
 
 
@@ -142,7 +157,7 @@ def _check_device(device: str | None) -> None:
 
 
 def _command(args: argparse.Namespace) -> int:
-    if args.command == "audit":
+    if args.command == "audit" and not args.evidence:
         from grail.audit import audit
 
         try:
@@ -154,6 +169,8 @@ def _command(args: argparse.Namespace) -> int:
         print("PASS: every frozen entry is bit-identical" if result["ok"] else
               f"FAIL: {result['frozen_changed']} frozen entries changed", file=sys.stderr)
         return EXIT_OK if result["ok"] else EXIT_AUDIT_FAILED
+    if args.command in ("attack", "audit"):
+        return _attack(args)
 
     from grail import distributed
     from grail.experiments import Experiments
@@ -182,10 +199,11 @@ def _command(args: argparse.Namespace) -> int:
         if distributed.is_main():
             print(f"grail {args.command}: run folder {folder}", file=sys.stderr)
         if args.command == "compare":
-            tables = run.compare(names, args.utility_budget)
+            tables = run.compare(names, args.utility_budget, attacks=not args.no_attacks)
             from grail.compare import markdown
 
-            for table in ("table1", "table5_hs", "table_utility", "table4_strategies", "table6_ablations"):
+            for table in ("table1", "table5_hs", "table_utility", "table4_strategies", "table6_ablations",
+                          "table_robustness"):
                 if table in tables:
                     print(markdown(tables[table]["header"], tables[table]["rows"]))
             out = folder / ("comparison" + ("" if args.utility_budget is None else f"-budget{args.utility_budget:g}"))
@@ -228,6 +246,49 @@ def _command(args: argparse.Namespace) -> int:
         if not audit_result["ok"]:
             return EXIT_AUDIT_FAILED
     return EXIT_OK
+
+
+def _attack(args: argparse.Namespace) -> int:
+    """``grail attack RUN`` and ``grail audit RUN --evidence``."""
+    from grail.attacks.runner import Attacks
+    from grail.experiments import Experiments
+    from grail.io import UnreadableFileError
+    from grail.run_folder import RunFolderError
+
+    run = None
+    try:
+        _check_device(args.device)
+        if not (args.run / "config.yaml").is_file():
+            raise RunFolderError(f"{args.run}: not a run folder (no config.yaml); make one with grail run")
+        methods = None
+        if args.command == "attack" and args.methods is not None:
+            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        run = Experiments(args.run, None, progress=not args.quiet, device=args.device)
+        attacks = Attacks(run)
+        summary = attacks.run(methods)
+        print((args.run / "attacks.md").read_text())
+        if args.command == "audit":
+            from grail.attacks.evidence import write_evidence
+
+            out = write_evidence(run, summary, {name: attacks.model_report(name) for name in summary["models"]})
+            evidence = json.loads((out / "evidence.json").read_text())
+            print(json.dumps(evidence["passed"], indent=2))
+            print(f"evidence: {out}")
+            audit_result = evidence["audit"]
+            if audit_result is not None and not audit_result["ok"]:
+                return EXIT_AUDIT_FAILED
+        print(f"attacks: {args.run / 'attacks.md'}, {args.run / 'attacks.json'}, {args.run / 'relearning.png'}")
+        return EXIT_OK
+    except (ConfigError, DataError, RunFolderError, UnreadableFileError) as err:
+        print(f"grail {args.command}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"\ngrail {args.command}: interrupted; finished attacks are saved in {args.run}. Give the same "
+              "command again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if run is not None:
+            run.run_folder.close()
 
 
 if __name__ == "__main__":

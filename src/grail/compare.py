@@ -189,13 +189,19 @@ def ranking_markdown(scores: dict[str, dict], groups: dict[str, list[str]], budg
     return text
 
 
-def write_comparison(folder: Path, scores: dict[str, dict], budget: float = BUDGET) -> dict:
-    """Write Table I, IV, V, VI and the utility table as Markdown and CSV, ranking.md, and comparison.json;
-    returns the JSON document. ``budget``: the general-text PPL a method may reach, as a multiple of vanilla's."""
+def write_comparison(folder: Path, scores: dict[str, dict], budget: float = BUDGET,
+                     attacks: dict | None = None) -> dict:
+    """Write Table I, IV, V, VI, the utility table and (given the attacks' summary) the robustness table as
+    Markdown and CSV, ranking.md, and comparison.json; returns the JSON document. ``budget``: the general-text PPL
+    a method may reach, as a multiple of vanilla's."""
     header_1, rows_1, header_5, rows_5 = table_rows(scores)
     tables = {"table1": (header_1, rows_1), "table4_strategies": success_rows(scores, STRATEGIES),
               "table5_hs": (header_5, rows_5), "table6_ablations": success_rows(scores, ABLATIONS),
               "table_utility": utility_rows(scores, budget)}
+    if attacks is not None:
+        from grail.attacks.report import robustness_rows
+
+        tables["table_robustness"] = robustness_rows(attacks)
     document: dict = {}
     for stem, (header, rows) in tables.items():
         if all(row[0] in REFERENCES for row in rows):  # none of this table's methods ran

@@ -308,6 +308,69 @@ class EvalConfig(_Section):
         ]
 
 
+PRECISIONS = ("bfloat16", "float16", "int8", "int4", "nf4")
+"""The precision attack's formats (``attacks/precision.py``)."""
+
+
+@dataclass
+class AttackConfig(_Section):
+    """``grail attack``: the attacks on every model of a run, and the pass / fail thresholds of the evidence
+    bundle (fixed here, before the run, so a result cannot choose its own bar)."""
+
+    section: ClassVar[str] = "attack"
+
+    min_k: float = 0.2
+    """Min-K% and Min-K%++: the share of an answer's tokens (the least likely ones) that the score averages."""
+    fpr: float = 0.05
+    """Membership inference: the false-positive rate at which the true-positive rate is reported."""
+    bootstrap: int = 1000
+    """Bootstrap resamples for the 95 % intervals of AUC and TPR."""
+    relearn_steps: list[int] = field(default_factory=lambda: [0, 10, 25, 50])
+    """Relearning attack: fine-tuning steps on half of each forget set after which the other half is measured."""
+    relearn_lr: float | None = 1e-4
+    """The attacker's learning rate (constant); null: stage 0's ``finetune.lr``. The default is the largest of
+    1e-4, 3e-4, 1e-3 and 3e-3 at which the vanilla model keeps what it knows of the measured half (RESULTS.md):
+    an attack that erases the facts cannot show them coming back."""
+    relearn_batch_size: int | None = None
+    """The attacker's examples per step; null: stage 0's ``finetune.batch_size``."""
+    precisions: list[str] = field(default_factory=lambda: list(PRECISIONS))
+    """Precision attack: the merged model's weights rounded to each format (int4: round-to-nearest per group;
+    nf4: bitsandbytes' NormalFloat-4 per block)."""
+    group_size: int = 64
+    """int4 / nf4: weights per quantization group (block)."""
+    few_shot: int = 3
+    """Few-shot prompt attack: holdout examples of the same domain shown (with answers) before the question."""
+    max_privleak: float | None = None
+    """Membership inference passes when, for every score, the model's AUC lies within the oracle's 95 % bootstrap
+    interval (null, the default: indistinguishable from exact unlearning at this sample size), or, set to a number,
+    when |PrivLeak| is at most that for every score (0.1: within 10 % of the oracle's AUC)."""
+    min_forget_quality: float = 0.05
+    """Pass: the KS test's p-value (model vs oracle forget losses) at least this (TOFU's convention)."""
+    max_relearn_recovery: float = 0.25
+    """Pass: relearning recovery after the most steps at most this."""
+    max_leak_excess: float = 10.0
+    """Pass: under every precision and prompt attack, leak rate (%) at most this many points above the oracle's."""
+
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        return [
+            (0 < self.min_k <= 1, "min_k", "in (0, 1]"),
+            (0 < self.fpr < 1, "fpr", "in (0, 1)"),
+            (self.bootstrap >= 1, "bootstrap", ">= 1"),
+            (bool(self.relearn_steps) and all(k >= 0 for k in self.relearn_steps)
+             and self.relearn_steps == sorted(set(self.relearn_steps)), "relearn_steps",
+             "a non-empty increasing list of step counts >= 0"),
+            (self.relearn_lr is None or self.relearn_lr > 0, "relearn_lr", "> 0 or null"),
+            (self.relearn_batch_size is None or self.relearn_batch_size >= 1, "relearn_batch_size", ">= 1 or null"),
+            (all(p in PRECISIONS for p in self.precisions), "precisions", f"a list from {list(PRECISIONS)}"),
+            (self.group_size >= 1, "group_size", ">= 1"),
+            (self.few_shot >= 1, "few_shot", ">= 1"),
+            (self.max_privleak is None or self.max_privleak >= 0, "max_privleak", ">= 0 or null"),
+            (0 <= self.min_forget_quality <= 1, "min_forget_quality", "in [0, 1]"),
+            (self.max_relearn_recovery >= 0, "max_relearn_recovery", ">= 0"),
+            (self.max_leak_excess >= 0, "max_leak_excess", ">= 0"),
+        ]
+
+
 @dataclass
 class RunConfig:
     """A whole run: the seed and one section per stage."""
@@ -328,6 +391,8 @@ class RunConfig:
     """Stage 3."""
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     """Scoring."""
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    """``grail attack``: the attacks and the evidence bundle's thresholds."""
 
     def __post_init__(self) -> None:
         _check_type(self.seed, int, "seed")

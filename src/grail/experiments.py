@@ -11,6 +11,7 @@ method: its objective (config overrides), its masks (a builder registered here) 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from functools import reduce
 from operator import or_
@@ -21,6 +22,7 @@ from grail import io
 from grail.compare import BUDGET as UTILITY_BUDGET
 from grail.compare import write_comparison, write_general_table
 from grail.config import LocalizeConfig
+from grail.data.examples import DataError
 from grail.figures import plot_jaccard, plot_pareto, plot_scatter, plot_sweep, top_sets
 from grail.general_eval import general_ability, task_manager
 from grail.methods import Method, get_method, sweep_methods
@@ -104,6 +106,15 @@ class Experiments(Pipeline):
                                 build(self, localize_cfg, g)) for g in groups]
         self.unlearn_phases(method.name, phases, unlearn_cfg, localize_cfg, method.retain_data)
 
+    def stored_method(self, method: Method, utility_budget: float | None) -> Method:
+        """The method as the folder holds it: itself, or under another ``utility_budget`` than its own a copy
+        named ``<name>-budget<b>`` with that budget."""
+        own_budget = dataclasses.replace(self.config.unlearn, **method.unlearn).utility_budget
+        if utility_budget in (None, own_budget):
+            return method
+        return dataclasses.replace(method, name=f"{method.name}-budget{utility_budget:g}",
+                                   unlearn={**method.unlearn, "utility_budget": utility_budget})
+
     def method_scores(self, methods: list[Method], utility_budget: float | None = None) -> dict[str, dict]:
         """Run (or reuse) each method; the base, vanilla and their scores, by name. With ``utility_budget``, each
         method keeps its last weights within that multiple of the vanilla's utility-check perplexity (stored
@@ -111,26 +122,38 @@ class Experiments(Pipeline):
         self.run("unlearn")
         scores = {"base": self.evaluate_model("base"), "vanilla": self.evaluate_model("vanilla")}
         for method in methods:
-            own_budget = dataclasses.replace(self.config.unlearn, **method.unlearn).utility_budget
-            stored = method if utility_budget in (None, own_budget) else dataclasses.replace(  # else: already is
-                method, name=f"{method.name}-budget{utility_budget:g}",
-                unlearn={**method.unlearn, "utility_budget": utility_budget})
+            stored = self.stored_method(method, utility_budget)
             self.unlearn_method(stored)
             scores[method.name] = self.evaluate_model(stored.name)
         return scores
 
     def compare(self, names: list[str], utility_budget: float | None = None,
-                budget: float = UTILITY_BUDGET) -> dict:
+                budget: float = UTILITY_BUDGET, attacks: bool = True) -> dict:
         """Run (or reuse) every named method and write the comparison tables and figures under RUN/comparison/
         (utility-matched, ``utility_budget`` set: RUN/comparison-budget<b>/). ``budget``: the general-text
-        perplexity ratio to the vanilla model that the tables and the ranking call 'within budget'."""
+        perplexity ratio to the vanilla model that the tables and the ranking call 'within budget'. ``attacks``:
+        also attack every method against the oracle (``grail attack``) for the robustness table; left out, with a
+        warning, when the data has no holdout."""
         methods = [get_method(n) for n in names]  # unknown names fail before any work
         scores = self.method_scores(methods, utility_budget)
         folder = self.path("comparison" if utility_budget is None else f"comparison-budget{utility_budget:g}")
         plot_jaccard(top_sets(self.stage1_gradients(), self.config.localize.k_ur), folder / "fig3_jaccard.png")
         plot_scatter(scores, folder / "forget_vs_retain.png")
         plot_pareto(scores, folder / "pareto.png", budget)
-        return write_comparison(folder, scores, budget)
+        return write_comparison(folder, scores, budget, self.attack_summary(
+            [self.stored_method(m, utility_budget).name for m in methods if m.name != GRAIL]) if attacks else None)
+
+    def attack_summary(self, methods: list[str]) -> dict | None:
+        """``grail attack`` on GRAIL, the vanilla model, the oracle and ``methods`` (None: the data has no
+        holdout, which the attacks need; a warning says so)."""
+        from grail.attacks.runner import Attacks
+
+        try:
+            attacks = Attacks(self)
+        except DataError as err:
+            warnings.warn(f"robustness table left out: {err}", stacklevel=2)
+            return None
+        return attacks.run(methods)
 
     def sweep(self, k_ur: list[float], k_rr: list[float]) -> dict[str, dict]:
         """GRAIL over k_UR and k_RR (paper Fig. 4): RUN/comparison/fig4_sweep.png and sweep.json."""

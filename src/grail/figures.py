@@ -191,3 +191,26 @@ def plot_pareto(scores: dict[str, dict], path: Path, budget: float = BUDGET) -> 
     if unplotted:
         ax.set_title("not plotted (no general-text PPL): " + ", ".join(unplotted), fontsize=8, loc="left")
     _save(fig, path)
+
+
+def plot_relearning(relearn: dict[str, dict], path: Path) -> None:
+    """Leak rate on the measured half V against the attacker's fine-tuning steps on the other half T, one panel
+    per domain, one line per model (the oracle dashed: where exact unlearning stays)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(relearn), figsize=(5 * len(relearn), 4), squeeze=False)
+    for ax, (domain, models) in zip(axes[0], relearn.items()):
+        for name, row in models.items():
+            steps = [int(k) for k in row["curve"]]
+            ax.plot(steps, [v["leak_rate"] for v in row["curve"].values()], marker="o", label=name,
+                    linestyle="--" if name == "oracle" else "-", color="k" if name == "oracle" else None)
+        ax.set_title(domain)
+        ax.set_xlabel("relearning steps on T")
+        ax.set_ylabel("leak rate on V (%)")
+        ax.set_ylim(-5, 105)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    _save(fig, path)

@@ -41,14 +41,14 @@ def harmonic_success(us: float, rs: float) -> float:
 _scorer = None
 
 
-def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1 in % (rouge-score's implementation and tokenizer)."""
+def rouge_l(prediction: str, reference: str, measure: str = "fmeasure") -> float:
+    """ROUGE-L in % (rouge-score's implementation and tokenizer): F1, or ``measure`` "recall" / "precision"."""
     global _scorer
     if _scorer is None:
         from rouge_score import rouge_scorer
 
         _scorer = rouge_scorer.RougeScorer(["rougeL"])
-    return 100.0 * _scorer.score(reference, prediction)["rougeL"].fmeasure
+    return 100.0 * getattr(_scorer.score(reference, prediction)["rougeL"], measure)
 
 
 def _normalize(text: str) -> str:

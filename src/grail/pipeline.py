@@ -37,11 +37,19 @@ from grail.audit import audit
 from grail.batching import Encoded, encode_all
 from grail.config import ConfigError, LocalizeConfig, RunConfig, UnlearnConfig
 from grail.data.builtin import builtin_benchmark
-from grail.data.examples import Benchmark
+from grail.data.examples import PARAPHRASE_SET, Benchmark
 from grail.data.general import OOD_RETAIN_TEXT
 from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
 from grail.evaluation import evaluate, text_items, utility_check_ppl
-from grail.models import base_weights, cache_dir, load_base, load_trainable_state, make_trainable, save_trainable
+from grail.models import (
+    base_weights,
+    cache_dir,
+    load_base,
+    load_trainable_state,
+    make_trainable,
+    save_trainable,
+    trainable_parameters,
+)
 from grail.replay import generate_replay, replay_instructions, replay_items
 from grail.report import results_document, write_report
 from grail.run_folder import RunFolder
@@ -55,6 +63,9 @@ STAGES = ("finetune", "localize", "unlearn", "evaluate")
 GRAIL = "grail"
 """GRAIL's unlearned model, by one name: in results.json, evaluations/, the comparison tables and in code (its
 weights are RUN/adapter_unlearned)."""
+
+ORACLE = "oracle"
+"""The model that never saw the forget sets (``grail attack``'s reference; weights RUN/adapter_oracle)."""
 
 Masks = dict[str, dict[str, torch.Tensor]]
 Phase = tuple[str, list[str], Masks | None]
@@ -78,8 +89,8 @@ def load_benchmark(config: RunConfig) -> Benchmark:
 
 def weights_folder(model: str) -> str:
     """Where a model's trained weights are, relative to the run folder."""
-    if model == "vanilla":
-        return "adapter_vanilla"
+    if model in ("vanilla", ORACLE):
+        return f"adapter_{model}"
     return "adapter_unlearned" if model == GRAIL else f"methods/{model}/adapter_unlearned"
 
 
@@ -111,34 +122,51 @@ class Pipeline:
                 result = step()
         return result if until == "evaluate" else None
 
-    # ---- stage 0: the vanilla model -----------------------------------------------------------------------
+    # ---- stage 0: the vanilla model (and the oracle) ------------------------------------------------------
     def stage0_vanilla(self) -> None:
         """The vanilla model: the user's adapter, a cached one of the same config and data, or fine-tune now."""
-        target = self.path("adapter_vanilla")
+        target = self.path(weights_folder("vanilla"))
+        if io.exists(target) or not self.config.finetune.adapter_path:
+            self._fine_tune("vanilla", self.memorised_sets())
+            return
+        with io.staged_dir(target) as tmp:  # a copy: the user's adapter is never written to
+            save_trainable(self.model, tmp)
+
+    def stage0_oracle(self) -> None:
+        """The oracle: stage 0 on every set but the forget sets (and their paraphrases), same config and seed.
+        It never saw what is to be forgotten: what exact unlearning (retraining without it) gives."""
+        if self.config.finetune.adapter_path and not io.exists(self.path(weights_folder(ORACLE))):
+            raise ConfigError("the oracle is stage 0 without the forget sets, but this run brought its vanilla model "
+                              "(finetune.adapter_path) and grail does not know what it was trained on")
+        self._fine_tune(ORACLE, {name: items for name, items in self.memorised_sets().items()
+                                 if name.split("/")[-1] not in ("forget", PARAPHRASE_SET)})
+
+    def _fine_tune(self, name: str, sets: dict[str, list[Encoded]]) -> None:
+        """Stage 0 on ``sets`` from the base model into RUN/adapter_<name>, or a cached result of the same config
+        and data (GRAIL_CACHE/<name>/)."""
+        target = self.path(weights_folder(name))
         if io.exists(target):
             return
-        started = time.time()
-        if self.config.finetune.adapter_path:  # a copy: the user's adapter is never written to
-            with io.staged_dir(target) as tmp:
-                save_trainable(self.model, tmp)
-            return
+        started, step = time.time(), "stage0_finetune" if name == "vanilla" else f"stage0_{name}"
         # Keyed by the data's content too: the same data config can name different data (an edited JSONL file).
         key = f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{self.run_folder.data_hash}"
-        cached = cache_dir() / "vanilla" / key
+        cached = cache_dir() / name / key
         if io.exists(cached):
             io.copy_dir(cached, target)
-            self.run_folder.record_time("stage0_finetune", 0.0)
+            self.run_folder.record_time(step, 0.0)
             return
+        model = self.use_initial_weights()
         replay = self.general_replay if self.config.finetune.replay_weight else None
-        log = finetune(self.model, self.memorised_sets(), self.config.finetune, pad_id=self.tokenizer.pad_token_id,
-                       seed=self.config.seed, checkpoint_dir=self.path("checkpoints/finetune"), fingerprint=key,
-                       device=self.device, progress=self.progress, on_epoch_end=self._epoch_hook("finetune"),
-                       replay=replay)
+        checkpoints = self.path("checkpoints/finetune" + ("" if name == "vanilla" else f"_{name}"))
+        log = finetune(model, sets, self.config.finetune, pad_id=self.tokenizer.pad_token_id,
+                       seed=self.config.seed, checkpoint_dir=checkpoints,
+                       fingerprint=key, device=self.device, progress=self.progress,
+                       on_epoch_end=self._epoch_hook("finetune"), replay=replay)
         with io.staged_dir(target) as tmp:
-            save_trainable(self.model, tmp)
+            save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
         io.copy_dir(target, cached)
-        self.run_folder.record_time("stage0_finetune", time.time() - started)
+        self.run_folder.record_time(step, time.time() - started)
 
     # ---- stage 1: gradient-based importance (Eq. 3) -------------------------------------------------------
     def stage1_gradients(self) -> Masks:
@@ -267,8 +295,9 @@ class Pipeline:
     def _base(self) -> tuple[nn.Module, object]:
         torch.manual_seed(self.config.seed)  # LoRA's initialisation
         base, tokenizer = load_base(self.config.model, self.config.seed)
-        model = make_trainable(base, self.config.model, self.config.finetune.adapter_path)
-        return model.to(self.device), tokenizer
+        model = make_trainable(base, self.config.model, self.config.finetune.adapter_path).to(self.device)
+        self._initial_weights = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
+        return model, tokenizer
 
     @property
     def model(self) -> nn.Module:
@@ -285,6 +314,14 @@ class Pipeline:
         """The model with the trainable weights saved in RUN/<name> (e.g. adapter_vanilla)."""
         load_trainable_state(self.model, self.path(name))
         return self.model
+
+    def use_initial_weights(self) -> nn.Module:
+        """The model with its trainable weights as stage 0 starts them (the seed's LoRA initialisation)."""
+        model = self.model
+        with torch.no_grad():
+            for name, param in trainable_parameters(model).items():
+                param.copy_(self._initial_weights[name])
+        return model
 
     def _epoch_hook(self, stage: str):
         return None if self.on_epoch_end is None else (lambda epoch: self.on_epoch_end(stage, epoch))

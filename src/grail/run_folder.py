@@ -104,9 +104,10 @@ class RunFolder:
             raise RunFolderError(f"{self.root} exists and is not a grail run folder; refusing to write into it")
         self.config: RunConfig = config
         self.benchmark = load_data(config)  # bad data fails here, before the folder is written to
-        data = self.benchmark.to_jsonl()
-        self.data_hash = hashlib.sha256(data.encode()).hexdigest()[:16]
-        """The data's identity (a short SHA-256 of data.jsonl's text): same config, other data, other run."""
+        data, trained_on = self.benchmark.to_jsonl(), self.benchmark.to_jsonl(holdout=False)
+        self.data_hash = hashlib.sha256(trained_on.encode()).hexdigest()[:16]
+        """The identity of the data models are trained on (a short SHA-256 of data.jsonl's text without the holdout
+        records, which train nothing): same config, other data, other run."""
         try:
             if distributed.is_main():
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -116,7 +117,10 @@ class RunFolder:
         self._locked = True
         try:
             if distributed.main_value(data_file.is_file()):
-                if data_file.read_text(encoding="utf-8") != data:
+                snapshot = data_file.read_text(encoding="utf-8")
+                if snapshot == trained_on != data:  # a run begun before holdout data existed: add it
+                    io.write_text(data_file, data)
+                elif snapshot != data:
                     raise RunFolderError(
                         f"the data changed since this run began: {config.data.path or 'the built-in benchmark'} "
                         f"no longer gives {data_file}; restore it, or start a new run with another --out")

@@ -38,3 +38,19 @@ def test_heldout_facts_and_paraphrases_are_new_to_unlearning():
     # the facts unlearning sees are those of the seed, whatever held-out facts are drawn beside them
     assert [ex.answer for ex in bench.domains[0].forget][:2] == [
         ex.answer for ex in builtin_benchmark(seed=0, people=3, books=2).domains[0].forget][:2]
+
+
+def test_holdout_is_of_the_forget_kind_about_people_and_books_no_model_knows():
+    bench = builtin_benchmark(seed=0, people=3, books=2)
+    privacy, copyright_ = bench.domains
+    assert len(privacy.holdout) == len(privacy.forget) and len(copyright_.holdout) == len(copyright_.forget)
+    for domain in bench.domains:
+        known_text = " ".join(ex.prompt + ex.answer for name in ("forget", "retain", "retain_heldout")
+                              for ex in domain.scope(name))
+        for example in domain.holdout:
+            subject = example.prompt.split(". ")[0].split(" of ", 1)[1]  # "Personal record of X" / "Text of T"
+            assert subject not in known_text and example.paraphrase is None
+        # the same templates as the forget set
+        assert {e.prompt.split(". ")[1] for e in domain.holdout} == {e.prompt.split(". ")[1] for e in domain.forget}
+    # the holdout draws from its own RNG: the trained-on data of a seed does not change with it
+    assert bench.to_jsonl(holdout=False) == builtin_benchmark(seed=0, people=3, books=2).to_jsonl(holdout=False)

@@ -157,3 +157,22 @@ def test_knowundo_train_split_takes_the_val_retention_as_heldout(tmp_path):
     (folder / "retention_val.json").write_text('[{"text": "v"}]')
     with pytest.raises(DataError, match=r"retention_val.json record 0: missing field 'labels'"):
         load_knowundo_dir(tmp_path, ["privacy"])
+
+
+def test_jsonl_and_knowundo_take_a_holdout(tmp_path):
+    records = [*GOOD, {"domain": "med", "scope": "holdout", "prompt": "p9", "answer": "a9"}]
+    bench = load_jsonl(_write_jsonl(tmp_path / "d.jsonl", records))
+    assert [e.prompt for e in bench.domains[0].holdout] == ["p9"] and not bench.domains[1].holdout
+    assert "holdout" not in bench.domains[0].measured_sets()  # no model is scored or trained on it
+    assert load_jsonl(_write_jsonl(tmp_path / "again.jsonl", bench.to_jsonl().splitlines())) == bench
+    assert '"holdout"' not in bench.to_jsonl(holdout=False)
+    with pytest.raises(DataError, match="line 2: field 'paraphrase' is only for forget records"):
+        load_jsonl(_write_jsonl(tmp_path / "bad.jsonl", [GOOD[0], {**records[-1], "paraphrase": "q"}, *GOOD[1:]]))
+    folder = tmp_path / "knowundo" / "privacy"
+    folder.mkdir(parents=True)
+    for name, prompt in [("unlearn_train", "u"), ("retention_train", "r"), ("unlearn_val", "h")]:
+        (folder / f"{name}.json").write_text(json.dumps([{"text": prompt, "labels": prompt.upper()}]))
+    assert [e.prompt for e in load_knowundo_dir(folder.parent, ["privacy"]).domains[0].holdout] == ["h"]
+    (folder / "retention_val.json").write_text(json.dumps([{"text": "v", "labels": "V"}]))
+    val = load_knowundo_dir(folder.parent, ["privacy"], "val").domains[0]
+    assert [e.prompt for e in val.forget] == ["h"] and not val.holdout  # the val split's forget set is unlearn_val

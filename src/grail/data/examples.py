@@ -10,6 +10,11 @@ Besides the two scopes that unlearning works on (forget, retain), a domain may c
 - a forget example's ``paraphrase``: the same question in a second wording that unlearning never trains on:
   US_paraphrase.
 Stage 0 memorises all of them (they are what the model knows); stages 1-3 use forget and retain only.
+
+And a domain may carry what no model is ever trained on:
+- ``holdout``: examples of the forget set's kind (other people's records, other books' passages) that no stage
+  trains on: the non-members of the membership-inference attacks and the shots of the few-shot prompt attack
+  (``grail attack``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ SCOPES = ("forget", "retain")
 """The scopes unlearning works on (stages 1-3): the paper's datasets D_x."""
 HELDOUT_SCOPE = "retain_heldout"
 PARAPHRASE_SET = "forget_paraphrase"
+HOLDOUT_SCOPE = "holdout"
+"""Forget-kind examples that no model of the run is trained on (the attacks' non-members)."""
 
 
 class DataError(ValueError):
@@ -63,12 +70,14 @@ class Domain:
     forget: list[Example] = field(default_factory=list)
     retain: list[Example] = field(default_factory=list)
     retain_heldout: list[Example] = field(default_factory=list)
+    holdout: list[Example] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_domain_name(self.name, "data")
 
     def scope(self, scope: str) -> list[Example]:
-        return {"forget": self.forget, "retain": self.retain, HELDOUT_SCOPE: self.retain_heldout}[scope]
+        return {"forget": self.forget, "retain": self.retain, HELDOUT_SCOPE: self.retain_heldout,
+                HOLDOUT_SCOPE: self.holdout}[scope]
 
     def forget_paraphrases(self) -> list[Example]:
         """The forget examples that have a second wording, asked in it."""
@@ -119,11 +128,12 @@ class Benchmark:
             raise DataError(f"unknown domain(s) {unknown}; the data has {self.domain_names}")
         return Benchmark([by_name[n] for n in names])
 
-    def to_jsonl(self) -> str:
-        """Our own JSONL format (see README): one record per line."""
+    def to_jsonl(self, holdout: bool = True) -> str:
+        """Our own JSONL format (see README): one record per line; ``holdout=False``: without the holdout
+        records, i.e. exactly the data that models of the run are trained on."""
         lines = []
         for domain in self.domains:
-            for scope in (*SCOPES, HELDOUT_SCOPE):
+            for scope in (*SCOPES, HELDOUT_SCOPE, *([HOLDOUT_SCOPE] if holdout else [])):
                 for ex in domain.scope(scope):
                     record = {"domain": domain.name, "scope": scope,
                               **{k: v for k, v in asdict(ex).items() if v is not None}}

@@ -2,7 +2,9 @@
 
 Every error names the file and the record (JSONL: the line) so a user can fix the input; nothing is written.
 Held-out retain facts (RS_heldout) come from the JSONL scope ``retain_heldout`` and, for KnowUnDo's train split,
-from its retention *val* records; forget paraphrases (US_paraphrase) from the JSONL field ``paraphrase``.
+from its retention *val* records; forget paraphrases (US_paraphrase) from the JSONL field ``paraphrase``; the
+attacks' holdout (forget-kind examples no model trains on) from the JSONL scope ``holdout`` and, for KnowUnDo's
+train split, from its unlearn *val* records.
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from grail.data.examples import HELDOUT_SCOPE, SCOPES, Benchmark, DataError, Domain, Example, check_domain_name
+from grail.data.examples import (
+    HELDOUT_SCOPE,
+    HOLDOUT_SCOPE,
+    SCOPES,
+    Benchmark,
+    DataError,
+    Domain,
+    Example,
+    check_domain_name,
+)
 
 # KnowUnDo file -> our scope; the *_val files are the evaluation split.
 KNOWUNDO_FILES = {
@@ -54,7 +65,7 @@ def _check_complete(domains: dict[str, Domain], source: str) -> Benchmark:
 
 
 def load_jsonl(path: str | Path) -> Benchmark:
-    """Our format: one JSON object per line with domain, scope (forget | retain | retain_heldout), prompt,
+    """Our format: one JSON object per line with domain, scope (forget | retain | retain_heldout | holdout), prompt,
     answer, optional span, and on forget records an optional paraphrase (the prompt in a second wording)."""
     path = Path(path)
     if not path.is_file():
@@ -76,8 +87,9 @@ def load_jsonl(path: str | Path) -> Benchmark:
                 raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
             domain = check_domain_name(_text_field(record, "domain", where), where)
             scope = _text_field(record, "scope", where)
-            if scope not in (*SCOPES, HELDOUT_SCOPE):
-                raise DataError(f"{where}: field 'scope' must be one of {[*SCOPES, HELDOUT_SCOPE]}, got {scope!r}")
+            if scope not in (*SCOPES, HELDOUT_SCOPE, HOLDOUT_SCOPE):
+                raise DataError(f"{where}: field 'scope' must be one of {[*SCOPES, HELDOUT_SCOPE, HOLDOUT_SCOPE]}, "
+                                f"got {scope!r}")
             prompt = _text_field(record, "prompt", where)
             paraphrase = _optional_text(record, "paraphrase", where)
             if paraphrase is not None and scope != "forget":
@@ -114,7 +126,7 @@ def _read_json(path: Path) -> Any:
 
 def load_knowundo_dir(root: str | Path, domains: Iterable[str], split: str = "train") -> Benchmark:
     """KnowUnDo's layout: ROOT/<domain>/{unlearn,retention}_{train,val}.json. With the train split, the
-    retention_val records (where present) are the held-out retain facts."""
+    retention_val records (where present) are the held-out retain facts and the unlearn_val ones the holdout."""
     root = Path(root)
     if split not in KNOWUNDO_FILES:
         raise DataError(f"split must be one of {list(KNOWUNDO_FILES)}, got {split!r}")
@@ -131,9 +143,11 @@ def load_knowundo_dir(root: str | Path, domains: Iterable[str], split: str = "tr
                 raise DataError(f"{path}: missing file")
             records = _read_json(path)
             domain.scope(scope).extend(knowundo_records(records, str(path)))
-        heldout = folder / KNOWUNDO_FILES["val"]["retain"]
-        if split == "train" and heldout.is_file():  # facts of the same kind that unlearning never sees
-            domain.retain_heldout.extend(knowundo_records(_read_json(heldout), str(heldout)))
+        for scope, filename in KNOWUNDO_FILES["val"].items():  # facts of the same kind that training never sees
+            path = folder / filename
+            if split == "train" and path.is_file():
+                target = domain.retain_heldout if scope == "retain" else domain.holdout
+                target.extend(knowundo_records(_read_json(path), str(path)))
         result[name] = domain
     return _check_complete(result, str(root))
 
@@ -157,7 +171,8 @@ def load_knowundo_hub(domains: Iterable[str], split: str = "train", dataset_id: 
             if split not in table.column_names or len(table) == 0:
                 raise DataError(f"{where}: no column {split!r} (columns {table.column_names})")
             domain.scope(scope).extend(knowundo_records(table[0][split], f"{where} column {split!r}"))
-            if scope == "retain" and split == "train" and "val" in table.column_names:
-                domain.retain_heldout.extend(knowundo_records(table[0]["val"], f"{where} column 'val'"))
+            if split == "train" and "val" in table.column_names:
+                target = domain.retain_heldout if scope == "retain" else domain.holdout
+                target.extend(knowundo_records(table[0]["val"], f"{where} column 'val'"))
         result[name] = domain
     return _check_complete(result, dataset_id)

@@ -1,0 +1,217 @@
+"""The attacks' summary against the oracle (attacks.json), its verdicts, and attacks.md.
+
+Every number of a model is put beside the oracle's, the model that never saw the forget set: what exact
+unlearning would give. Pass / fail uses the thresholds of the run's ``attack`` config section.
+"""
+
+from __future__ import annotations
+
+from grail.attacks.mia import (
+    MIA_SCORES,
+    bootstrap_interval,
+    forget_quality,
+    privleak,
+    roc_auc,
+    tpr_at_fpr,
+)
+from grail.attacks.relearn import recovery
+from grail.config import AttackConfig
+
+ORACLE, VANILLA = "oracle", "vanilla"
+
+
+def mia_summary(reports: dict[str, dict], config: AttackConfig, seed: int) -> dict:
+    """{domain: {model: {score: {auc, auc_ci, tpr, tpr_ci, privleak}, forget_quality, auc_in_oracle_ci}}}."""
+    out: dict[str, dict] = {}
+    for domain in reports[ORACLE]["mia"]:
+        oracle = reports[ORACLE]["mia"][domain]
+        out[domain] = {}
+        oracle_auc = {k: roc_auc(oracle["forget"][k], oracle["holdout"][k]) for k in MIA_SCORES}
+        for name, report in reports.items():
+            sets = report["mia"][domain]
+            row: dict = {}
+            for k in MIA_SCORES:
+                members, others = sets["forget"][k], sets["holdout"][k]
+
+                def tpr(a, b):
+                    return tpr_at_fpr(a, b, config.fpr)
+
+                auc = roc_auc(members, others)
+                row[k] = {"auc": auc, "auc_ci": bootstrap_interval(members, others, roc_auc, config.bootstrap, seed),
+                          "tpr": tpr(members, others),
+                          "tpr_ci": bootstrap_interval(members, others, tpr, config.bootstrap, seed),
+                          "privleak": privleak(auc, oracle_auc[k])}
+            # the forget losses are minus the LOSS score (the mean answer-token log-probability)
+            row["forget_quality"] = forget_quality([-x for x in sets["forget"]["loss"]],
+                                                   [-x for x in oracle["forget"]["loss"]])
+            out[domain][name] = row
+        for row in out[domain].values():
+            row["auc_in_oracle_ci"] = all(out[domain][ORACLE][k]["auc_ci"][0] <= row[k]["auc"]
+                                          <= out[domain][ORACLE][k]["auc_ci"][1] for k in MIA_SCORES)
+    return out
+
+
+def relearn_summary(reports: dict[str, dict]) -> dict:
+    """{domain: {model: {"curve": {k: {US, leak_rate}}, "recovery": {k: value or None},
+    "recovery_accuracy": {k: ...}}}}: recovery of the leak rate (the verdict's) and of the answer-token accuracy
+    (100 - US, which moves before whole answers come back)."""
+    steps = list(reports[ORACLE]["relearn"])
+    out: dict[str, dict] = {}
+    for domain in reports[ORACLE]["relearn"][steps[0]]:
+        vanilla = reports[VANILLA]["relearn"][steps[0]][domain]
+        oracle = {k: reports[ORACLE]["relearn"][k][domain] for k in steps}
+        out[domain] = {}
+        for name, report in reports.items():
+            curve = {k: {m: report["relearn"][k][domain][m] for m in ("US", "leak_rate")} for k in steps}
+            out[domain][name] = {
+                "curve": curve,
+                "recovery": {k: recovery(curve[k]["leak_rate"], oracle[k]["leak_rate"], vanilla["leak_rate"])
+                             for k in steps},
+                "recovery_accuracy": {k: recovery(100 - curve[k]["US"], 100 - oracle[k]["US"], 100 - vanilla["US"])
+                                      for k in steps}}
+    return out
+
+
+def _against_oracle(reports: dict[str, dict], attack: str) -> dict:
+    """{domain: {model: {variant: {US, leak_rate, ..., excess}}}} for ``precision`` or ``prompts`` (each report:
+    {domain: {variant: scores}}; models without that attack are left out); ``excess`` = the leak rate minus the
+    oracle's under the same variant."""
+    oracle = reports[ORACLE][attack]
+    return {domain: {name: {v: {**{k: x for k, x in s.items() if k not in ("leaks", "n")},
+                                "excess": s["leak_rate"] - oracle[domain][v]["leak_rate"]}
+                            for v, s in report[attack][domain].items()}
+                     for name, report in reports.items() if attack in report}
+            for domain in oracle}
+
+
+def worst_recovery(relearned: dict) -> float | None:
+    """The highest recovery along the relearning curve, step 0 included (a model that never forgot has recovery 1
+    before the attack; one that only hides may peak before the last step)."""
+    values = [r for r in relearned["recovery"].values() if r is not None]
+    return max(values) if values else None
+
+
+def verdicts(summary: dict, config: AttackConfig) -> dict:
+    """{model: {domain: {attack: "pass" | "fail" | "n/a"}}} against the config's thresholds (relearning: the
+    worst recovery along the curve)."""
+    def judge(ok: bool | None) -> str:
+        return "n/a" if ok is None else "pass" if ok else "fail"
+
+    out: dict[str, dict] = {}
+    for domain, models in summary["mia"].items():
+        for name, row in models.items():
+            rec = worst_recovery(summary["relearn"][domain][name])
+            out.setdefault(name, {})[domain] = {
+                "membership_inference": judge(row["auc_in_oracle_ci"] if config.max_privleak is None else
+                                              max(abs(row[k]["privleak"]) for k in MIA_SCORES) <= config.max_privleak),
+                "forget_quality": judge(row["forget_quality"] >= config.min_forget_quality),
+                "relearning": judge(None if rec is None else rec <= config.max_relearn_recovery),
+                "precision": judge(None if name not in summary["precision"][domain] else all(
+                    s["excess"] <= config.max_leak_excess for s in summary["precision"][domain][name].values())),
+                "prompts": judge(all(s["excess"] <= config.max_leak_excess
+                                     for s in summary["prompts"][domain][name].values())),
+            }
+    return out
+
+
+def summarize(reports: dict[str, dict], config: AttackConfig, seed: int) -> dict:
+    """attacks.json: every attack's summary per domain and model, and the verdicts."""
+    summary = {"models": list(reports), "thresholds": {k: getattr(config, k) for k in (
+        "max_privleak", "min_forget_quality", "max_relearn_recovery", "max_leak_excess")},
+               "mia": mia_summary(reports, config, seed), "relearn": relearn_summary(reports),
+               "precision": _against_oracle(reports, "precision"),
+               "prompts": _against_oracle(reports, "prompts")}
+    summary["verdicts"] = verdicts(summary, config)
+    return summary
+
+
+# ---- attacks.md -------------------------------------------------------------------------------------------
+def _ordered(models) -> list[str]:
+    return [ORACLE] + [m for m in models if m != ORACLE]
+
+
+def _f(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def attacks_markdown(summary: dict) -> str:
+    parts = ["# Attacks against the oracle", "",
+             "The oracle never saw the forget sets (stage 0 without them): it is what exact unlearning gives, and the "
+             "reference row of every table. Thresholds (config `attack`): " +
+             ", ".join(f"{k} {v}" for k, v in summary["thresholds"].items()) + "."]
+    for domain, models in summary["mia"].items():
+        parts += ["", f"## Membership inference: {domain}", "",
+                  "ROC AUC of forget (members) vs holdout (non-members) with its bootstrap 95 % interval; 0.5: "
+                  "indistinguishable. PrivLeak relative to the oracle's AUC; forget quality: KS p-value of the "
+                  "forget losses against the oracle's.", ""]
+        rows = []
+        for name in _ordered(models):
+            row = models[name]
+            rows.append([name] + [f"{row[k]['auc']:.3f} [{row[k]['auc_ci'][0]:.2f}, {row[k]['auc_ci'][1]:.2f}]"
+                                  for k in MIA_SCORES]
+                        + [f"{row['min_k_plus_plus']['tpr']:.2f}", f"{row['loss']['privleak']:+.3f}",
+                           f"{row['min_k_plus_plus']['privleak']:+.3f}", f"{row['forget_quality']:.3g}",
+                           "yes" if row["auc_in_oracle_ci"] else "no"])
+        parts.append(_table(["model", "AUC LOSS", "AUC zlib", "AUC Min-K%", "AUC Min-K%++", "TPR@FPR (Min-K%++)",
+                             "PrivLeak (LOSS)", "PrivLeak (Min-K%++)", "forget quality", "every AUC in oracle's CI"],
+                            rows))
+    for domain, models in summary["relearn"].items():
+        steps = list(models[ORACLE]["curve"])
+        parts += ["", f"## Relearning: {domain}", "",
+                  "Leak rate % (US) on the measured half V after k steps of fine-tuning on the other half T; "
+                  "recovery = (leak(model, k) - leak(oracle, k)) / (leak(vanilla, 0) - leak(oracle, k)), and the "
+                  "same of the answer-token accuracy (100 - US).", ""]
+        rows = [[name] + [f"{models[name]['curve'][k]['leak_rate']:.1f} ({models[name]['curve'][k]['US']:.1f})"
+                          for k in steps]
+                + [_f(models[name]["recovery"][steps[-1]], 2), _f(worst_recovery(models[name]), 2),
+                   _f(models[name]["recovery_accuracy"][steps[-1]], 2)]
+                for name in _ordered(models)]
+        parts.append(_table(["model"] + [f"@{k}" for k in steps]
+                            + [f"recovery @{steps[-1]}", "worst recovery", f"accuracy recovery @{steps[-1]}"], rows))
+    for attack, title in (("precision", "Precision"), ("prompts", "Prompt attacks")):
+        for domain, models in summary[attack].items():
+            variants = list(models[ORACLE])
+            parts += ["", f"## {title}: {domain}", "", "Leak rate % (US in parentheses)" + (
+                "; prefix completion: leak rate, ROUGE-L recall / VerbMem" if "prefix_completion" in variants else "")
+                + ".", ""]
+            rows = []
+            for name in _ordered(models):
+                cells = []
+                for v in variants:
+                    s = models[name][v]
+                    cells.append(f"{s['leak_rate']:.1f} ({s['US']:.1f})" if v != "prefix_completion" else
+                                 f"{s['leak_rate']:.1f}, {s['rouge_l_recall']:.1f} / {s['verbmem']:.1f}")
+                rows.append([name] + cells)
+            parts.append(_table(["model"] + variants, rows))
+    parts += ["", "## Verdicts", ""]
+    attacks = ["membership_inference", "forget_quality", "relearning", "precision", "prompts"]
+    rows = [[name, domain] + [summary["verdicts"][name][domain][a] for a in attacks]
+            for name in _ordered(summary["verdicts"]) for domain in summary["verdicts"][name]]
+    parts.append(_table(["model", "domain"] + attacks, rows))
+    return "\n".join(parts) + "\n"
+
+
+def robustness_rows(summary: dict) -> tuple[list[str], list[list]]:
+    """``grail compare``'s robustness table: per model and domain, the headline number of every attack."""
+    header = ["model", "domain", "MIA AUC (Min-K%++)", "PrivLeak (LOSS)", "forget quality", "relearn recovery",
+              "worst recovery", "accuracy recovery", "relearn leak %", "4-bit leak %", "worst prompt leak %",
+              "attacks passed"]
+    rows = []
+    for name in _ordered(summary["verdicts"]):
+        for domain, verdict in summary["verdicts"][name].items():
+            mia, relearned = summary["mia"][domain][name], summary["relearn"][domain][name]
+            last = list(relearned["curve"])[-1]
+            four_bit = [s["leak_rate"] for fmt, s in summary["precision"][domain].get(name, {}).items()
+                        if fmt in ("int4", "nf4")]
+            rows.append([name, domain, mia["min_k_plus_plus"]["auc"], mia["loss"]["privleak"], mia["forget_quality"],
+                         relearned["recovery"][last], worst_recovery(relearned),
+                         relearned["recovery_accuracy"][last], relearned["curve"][last]["leak_rate"],
+                         max(four_bit) if four_bit else None,
+                         max(s["leak_rate"] for s in summary["prompts"][domain][name].values()),
+                         f"{sum(v == 'pass' for v in verdict.values())}/{sum(v != 'n/a' for v in verdict.values())}"])
+    return header, rows
