@@ -194,23 +194,28 @@ def plot_pareto(scores: dict[str, dict], path: Path, budget: float = BUDGET) -> 
 
 
 def plot_relearning(relearn: dict[str, dict], path: Path) -> None:
-    """Leak rate on the measured half V against the attacker's fine-tuning steps on the other half T, one panel
-    per domain, one line per model (the oracle dashed: where exact unlearning stays)."""
+    """Leak rate (top) and answer-token accuracy (bottom) on the measured half V against the attacker's
+    fine-tuning steps on the other half T, one column per domain, one line per model (the oracle dashed: where
+    exact unlearning stays)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(relearn), figsize=(5 * len(relearn), 4), squeeze=False)
-    for ax, (domain, models) in zip(axes[0], relearn.items()):
+    fig, axes = plt.subplots(2, len(relearn), figsize=(5 * len(relearn), 7), squeeze=False, sharex=True)
+    for column, (domain, models) in enumerate(relearn.items()):
         for name, row in models.items():
             steps = [int(k) for k in row["curve"]]
-            ax.plot(steps, [v["leak_rate"] for v in row["curve"].values()], marker="o", label=name,
-                    linestyle="--" if name == "oracle" else "-", color="k" if name == "oracle" else None)
-        ax.set_title(domain)
-        ax.set_xlabel("relearning steps on T")
-        ax.set_ylabel("leak rate on V (%)")
-        ax.set_ylim(-5, 105)
-        ax.grid(alpha=0.3)
+            style = {"linestyle": "--", "color": "k"} if name == "oracle" else {}
+            axes[0][column].plot(steps, [v["leak_rate"] for v in row["curve"].values()], marker="o", label=name,
+                                 **style)
+            axes[1][column].plot(steps, [100 - v["US"] for v in row["curve"].values()], marker="o", **style)
+        axes[0][column].set_title(domain)
+        axes[0][column].set_ylabel("leak rate on V (%)")
+        axes[1][column].set_ylabel("answer-token accuracy on V (%)")
+        axes[1][column].set_xlabel("relearning steps on T")
+        for ax in axes[:, column]:
+            ax.set_ylim(-5, 105)
+            ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     _save(fig, path)

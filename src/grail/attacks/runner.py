@@ -37,7 +37,8 @@ Key = str | tuple[str, str]
 """A scored set: a domain, or (domain, prompt attack)."""
 
 
-def _brief(scores: dict) -> dict:
+def brief(scores: dict) -> dict:
+    """What is kept of ``Attacks.leak_scores``' scores of one set (not the generations)."""
     return {k: scores[k] for k in ("n", "US", "leak_rate", "leaks")}
 
 
@@ -123,7 +124,8 @@ class Attacks:
         return {**{a: done[a]["result"] for a in plan}, "seconds": {a: done[a]["seconds"] for a in plan}}
 
     # ---- the attacks --------------------------------------------------------------------------------------
-    def _encode(self, examples: list[Example]) -> list[Encoded]:
+    def encode(self, examples: list[Example]) -> list[Encoded]:
+        """Examples as the run's model reads them (its prompt format and length)."""
         m = self.config.model
         return encode_all(self.pipeline.tokenizer, examples, m.prompt_format, m.max_length)
 
@@ -134,7 +136,7 @@ class Attacks:
         for domain in self.benchmark.domains:
             out[domain.name] = {}
             for name, examples in (("forget", domain.forget), ("holdout", domain.holdout)):
-                stats = token_statistics(model, self._encode(examples), tokenizer.pad_token_id, batch,
+                stats = token_statistics(model, self.encode(examples), tokenizer.pad_token_id, batch,
                                          self.pipeline.device)
                 scores = [mia_scores(s, ex.answer, self.config.attack.min_k) for s, ex in zip(stats, examples)]
                 out[domain.name][name] = {key: [s[key] for s in scores] for key in scores[0]}
@@ -146,7 +148,7 @@ class Attacks:
         the per-example leaks and generations; every set in one pass."""
         tokenizer, cfg = self.pipeline.tokenizer, self.config.evaluate
         keys = list(sets)
-        encoded = [x for key in keys for x in (items[key] if items else self._encode(sets[key]))]
+        encoded = [x for key in keys for x in (items[key] if items else self.encode(sets[key]))]
         examples = [ex for key in keys for ex in sets[key]]
         accuracy, _, _ = teacher_forced(model, encoded, tokenizer.pad_token_id, cfg.batch_size, self.pipeline.device)
         budgets = [min(cfg.max_new_tokens, len(x.answer_ids) + 4) for x in encoded]
@@ -174,7 +176,7 @@ class Attacks:
         for fmt in ["float32", *self.config.attack.precisions]:
             rounded = model if fmt == "float32" else quantized_copy(model, fmt, self.config.attack.group_size)
             for domain, scores in self.leak_scores(rounded, forget).items():
-                out[domain][fmt] = _brief(scores)
+                out[domain][fmt] = brief(scores)
             del rounded
         return out
 
@@ -186,7 +188,7 @@ class Attacks:
             for name, examples in prompts.prompt_variants(domain, self.config.attack.few_shot,
                                                           self.config.seed).items():
                 sets[domain.name, name] = examples
-        items = {key: self._encode(examples) for key, examples in sets.items()}
+        items = {key: self.encode(examples) for key, examples in sets.items()}
         references: dict[str, list[str]] = {}
         for domain in filter(prompts.is_verbatim, self.benchmark.domains):
             key = (domain.name, "prefix_completion")
@@ -195,7 +197,7 @@ class Attacks:
             sets[key] = [Example(ex.prompt, text, text) for ex, text in zip(domain.forget, references[domain.name])]
         out: dict[str, dict] = {d.name: {} for d in self.benchmark.domains}
         for (domain, name), scores in self.leak_scores(model, sets, items).items():
-            out[domain][name] = _brief(scores)
+            out[domain][name] = brief(scores)
             if name == "prefix_completion":
                 pairs = list(zip(scores["generations"], references[domain]))
                 out[domain][name]["rouge_l_recall"] = mean(rouge_l(g, t, "recall") for g, t in pairs)
@@ -211,8 +213,8 @@ class Attacks:
             train += [domain.forget[i] for i in t]
             measured[domain.name] = [domain.forget[i] for i in v]
         curve = relearn.relearn(
-            model, self._encode(train), attack.relearn_steps, attack.relearn_lr or finetune.lr,
+            model, self.encode(train), attack.relearn_steps, attack.relearn_lr or finetune.lr,
             attack.relearn_batch_size or finetune.batch_size, pad_id=self.pipeline.tokenizer.pad_token_id,
             seed=self.config.seed, device=self.pipeline.device,
-            measure=lambda: {d: _brief(scores) for d, scores in self.leak_scores(model, measured).items()})
+            measure=lambda: {d: brief(scores) for d, scores in self.leak_scores(model, measured).items()})
         return {str(k): v for k, v in curve.items()}
