@@ -205,3 +205,31 @@ def test_one_dataset_at_a_time_finds_the_same_masks_without_keeping_scores(finis
     assert masks.keys() == expected.keys() and all(torch.equal(masks[k], expected[k]) for k in masks)
     assert main(["compare", "--out", str(streamed), "--quiet", "--methods", "grail-no-op-ur"]) == 2
     assert "one_dataset_at_a_time" in capsys.readouterr().err
+
+
+def test_ascent_stop_oracle_floors_ascent_at_the_oracles_log_probabilities(tmp_path):
+    """``ascent_stop: oracle`` trains the oracle first and hands stage 3 its per-token log-probabilities, computed
+    with the oracle's weights swapped in and the model's own put back bit for bit."""
+    from grail.batching import encode_all
+    from grail.models import trainable_parameters
+    from grail.stages import objectives
+    from grail.stages.objectives import reference_log_probs
+
+    pipeline = Pipeline(tmp_path / "run", build_config({**TINY, "unlearn": {**TINY["unlearn"],
+                                                                             "ascent_stop": "oracle"}}))
+    pipeline.stage0_vanilla()
+    model = pipeline.use_weights("adapter_vanilla")
+    items = encode_all(pipeline.tokenizer, pipeline.benchmark.domains[0].forget)
+    before = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
+    floor = pipeline._oracle_log_probs(model)(items)
+    assert (tmp_path / "run" / "adapter_oracle").is_dir()
+    assert all(torch.equal(before[n], p) for n, p in trainable_parameters(model).items())
+    expected = reference_log_probs(pipeline.use_weights("adapter_oracle").eval(), items,
+                                   pipeline.tokenizer.pad_token_id, "cpu", full=False)
+    assert all(torch.allclose(floor[x], expected[x]) for x in items)
+    setup = objectives.Setup(pipeline.config.unlearn, pipeline.tokenizer.pad_token_id, "cpu", 0, 10,
+                             oracle_log_probs=lambda xs: {x: floor[x] for x in xs})
+    stop = objectives.FORGET_OBJECTIVES["ascent"].prepare(model, items, setup)
+    assert stop.floor is not None and not stop.only_predicted  # the floor alone decides
+    pipeline.run("unlearn")  # stage 3 runs with it end to end
+    assert (tmp_path / "run" / "adapter_unlearned").is_dir()

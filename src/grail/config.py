@@ -246,11 +246,12 @@ class UnlearnConfig(_Section):
     """``descent`` (GRAIL) or ``kl``: KL divergence to the vanilla model's next-token distributions."""
     npo_beta: float = 0.1
     """NPO's inverse temperature (only with ``forget_objective: npo``)."""
-    ascent_stop: Literal["reference", "forgotten", "uniform", "never"] = "forgotten"
+    ascent_stop: Literal["reference", "oracle", "forgotten", "uniform", "never"] = "forgotten"
     """When a forget answer token stops being ascended: ``reference``, once the model no longer predicts it
-    (argmax) or finds it no more likely than the base model (before stage 0) did; ``forgotten``, once the
-    model no longer predicts it; ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain
-    gradient ascent."""
+    (argmax) or finds it no more likely than the base model (before stage 0) did; ``oracle``, once it finds it no
+    more likely than the oracle (stage 0 without the forget sets, trained first if the run has none) does:
+    unlearning aimed at what exact unlearning gives; ``forgotten``, once the model no longer predicts it;
+    ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain gradient ascent."""
     general_weight: float = 4.0
     """Weight of general replay in every step (KL to the base model on the replay data, as in stage 0):
     general text as a further retain set. 0: the paper's objective."""

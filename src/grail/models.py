@@ -195,12 +195,16 @@ def read_trainable_file(folder: str | Path) -> dict[str, torch.Tensor]:
     raise FileNotFoundError(f"{folder}: neither {PEFT_WEIGHTS_FILE} nor {FULL_WEIGHTS_FILE}")
 
 
-def load_trainable_state(model: nn.Module, folder: str | Path) -> None:
-    saved = read_trainable_file(folder)
+def set_trainable(model: nn.Module, tensors: dict[str, torch.Tensor], source: str = "weights") -> None:
+    """Copy ``tensors`` (canonical name -> tensor) into the model's trainable parameters."""
     params = trainable_parameters(model)
-    missing = sorted(set(params) - set(saved))
+    missing = sorted(set(params) - set(tensors))
     if missing:
-        raise ValueError(f"{folder}: no weights for {missing[:3]}{'...' if len(missing) > 3 else ''}")
+        raise ValueError(f"{source}: no weights for {missing[:3]}{'...' if len(missing) > 3 else ''}")
     with torch.no_grad():
         for name, param in params.items():
-            param.copy_(saved[name])
+            param.copy_(tensors[name])
+
+
+def load_trainable_state(model: nn.Module, folder: str | Path) -> None:
+    set_trainable(model, read_trainable_file(folder), str(folder))

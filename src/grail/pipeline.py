@@ -47,7 +47,9 @@ from grail.models import (
     load_base,
     load_trainable_state,
     make_trainable,
+    read_trainable_file,
     save_trainable,
+    set_trainable,
     trainable_parameters,
 )
 from grail.replay import generate_replay, replay_instructions, replay_items
@@ -56,7 +58,7 @@ from grail.run_folder import RunFolder
 from grail.stages.finetune import finetune
 from grail.stages.gradients import importance, importance_by_dataset
 from grail.stages.localize import GENERAL_DATASET, Localizer, flatten_masks, localize, unflatten_masks
-from grail.stages.objectives import TopK, topk_reference
+from grail.stages.objectives import TopK, reference_log_probs, topk_reference
 from grail.stages.unlearn import UpdateMasks, unlearn
 
 STAGES = ("finetune", "localize", "unlearn", "evaluate")
@@ -237,6 +239,7 @@ class Pipeline:
             return utility_check_ppl(model, self.tokenizer, cfg.evaluate.batch_size, self.device)
 
         general = self.general_replay if unlearn_cfg.general_weight else None
+        oracle_log_probs = self._oracle_log_probs(model) if unlearn_cfg.ascent_stop == "oracle" else None
         log = []
         for phase, domains, masks in phases:
             if masks is not None and name != GRAIL:  # GRAIL's are the run's own masks.safetensors
@@ -253,12 +256,35 @@ class Pipeline:
                                                         localize_cfg.use_op_rr),
                            check=check, checkpoint_dir=checkpoints, fingerprint=f"{cfg.fingerprint()}-{phase}",
                            device=self.device, progress=self.progress, on_epoch_end=self._epoch_hook("unlearn"),
-                           general=general, utility=utility)
+                           general=general, utility=utility, oracle_log_probs=oracle_log_probs)
         with io.staged_dir(target) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
         self.run_folder.record_time("stage3_unlearn" if name == GRAIL else f"unlearn_{name}", time.time() - started)
         return target
+
+    def _oracle_log_probs(self, model: nn.Module) -> Callable[[list[Encoded]], dict[Encoded, torch.Tensor]]:
+        """A function: per example, its answer tokens' log-probabilities under the oracle (trained now if the run
+        has none), computed with the oracle's weights swapped into ``model`` and its own weights put back."""
+        if not io.exists(self.path(weights_folder(ORACLE))):
+            own = {name: p.detach().clone() for name, p in trainable_parameters(model).items()}
+            self.stage0_oracle()  # trains in the same model
+            set_trainable(model, own)
+        oracle = read_trainable_file(self.path(weights_folder(ORACLE)))
+
+        def log_probs(items: list[Encoded]) -> dict[Encoded, torch.Tensor]:
+            own = {name: p.detach().clone() for name, p in trainable_parameters(model).items()}
+            was_training = model.training
+            try:
+                set_trainable(model, oracle, "adapter_oracle")
+                model.eval()
+                with torch.no_grad():
+                    return reference_log_probs(model, items, self.tokenizer.pad_token_id, self.device, full=False)
+            finally:
+                set_trainable(model, own)
+                model.train(was_training)
+
+        return log_probs
 
     # ---- evaluation and report ----------------------------------------------------------------------------
     def evaluate_model(self, name: str) -> dict:
@@ -317,11 +343,8 @@ class Pipeline:
 
     def use_initial_weights(self) -> nn.Module:
         """The model with its trainable weights as stage 0 starts them (the seed's LoRA initialisation)."""
-        model = self.model
-        with torch.no_grad():
-            for name, param in trainable_parameters(model).items():
-                param.copy_(self._initial_weights[name])
-        return model
+        set_trainable(self.model, self._initial_weights)
+        return self.model
 
     def _epoch_hook(self, stage: str):
         return None if self.on_epoch_end is None else (lambda epoch: self.on_epoch_end(stage, epoch))

@@ -197,6 +197,8 @@ class Setup:
     device: Any
     seed: int
     vocab_size: int
+    oracle_log_probs: Callable[[list[Encoded]], dict[Encoded, torch.Tensor]] | None = None
+    """Per example, each answer token's log-probability under the oracle (``ascent_stop: oracle``)."""
 
 
 @dataclass(frozen=True)
@@ -219,10 +221,16 @@ class AscentStop:
 
 def _prepare_ascent(model: nn.Module, items: list[Encoded], setup: Setup) -> AscentStop:
     stop = setup.config.ascent_stop
-    floor = None  # per forget token, its log-probability under the base model: ascent goes no lower
+    floor = None  # per forget token, its log-probability under a model that never saw it: ascent goes no lower
     if stop == "reference":
         with base_weights(model) as base:
             floor = reference_log_probs(base, items, setup.pad_id, setup.device, full=False)
+    if stop == "oracle":
+        if setup.oracle_log_probs is None:
+            raise ValueError("unlearn.ascent_stop 'oracle' needs the oracle's log-probabilities "
+                             "(Setup.oracle_log_probs)")
+        floor = setup.oracle_log_probs(items)
+    # against the oracle, the floor alone decides: a token the oracle predicts too is not pushed below it
     return AscentStop(math.inf if stop == "never" else math.log(setup.vocab_size),
                       stop in ("forgotten", "reference"), floor)
 

@@ -14,7 +14,9 @@ Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the who
   the model still predicts it (argmax), exactly what Unlearning Success counts. ``reference``: while it is
   also likelier than under the base model before stage 0 (a model that never saw the data): much of a forget
   answer is predictable unseen (a name copied into an e-mail address, a phone number's dash), and pushing
-  below that is unlearning how to copy or write. ``uniform`` (the paper's setting here): while its CE is below
+  below that is unlearning how to copy or write. ``oracle``: while it is likelier than under the oracle (stage 0
+  without the forget sets), whether predicted or not: unlearning aimed at exact unlearning's model, no further.
+  ``uniform`` (the paper's setting here): while its CE is below
   ln |V|, that of a uniform guess; ``never``: plain gradient ascent.
 - a domain stops ascending once it has reached ``target_us`` or has nothing left to ascend (every token
   forgotten or down to the base model's), and its retain examples keep descending; so one domain forgetting
@@ -150,7 +152,8 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             check: Callable[[], dict[str, dict[str, float]]] | None = None,
             checkpoint_dir: Path | None = None, fingerprint: str = "", device: str = "cpu",
             progress: bool = False, on_epoch_end=None, general: dict[Encoded, objectives.TopK] | None = None,
-            utility: Callable[[], float] | None = None) -> list[dict]:
+            utility: Callable[[], float] | None = None,
+            oracle_log_probs: Callable[[list[Encoded]], dict[Encoded, torch.Tensor]] | None = None) -> list[dict]:
     """Run stage 3 in place on ``model``; returns the per-epoch log.
 
     ``forget`` / ``retain`` map each domain to its encoded examples; ``general`` maps the replay examples to the
@@ -173,7 +176,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     start_utility = utility() if utility is not None and config.utility_budget else None
     previous: dict[str, torch.Tensor] = {}
     # What the objectives need from the vanilla model, taken before the first update.
-    setup = objectives.Setup(config, pad_id, device, seed, model.config.vocab_size)
+    setup = objectives.Setup(config, pad_id, device, seed, model.config.vocab_size, oracle_log_probs)
     forget_objective = objectives.FORGET_OBJECTIVES[config.forget_objective]
     retain_objective = objectives.RETAIN_OBJECTIVES[config.retain_objective]
     was_training = model.training
