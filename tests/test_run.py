@@ -5,6 +5,7 @@ import shutil
 import pytest
 import torch
 import yaml
+from tiny_configs import TINY_RUN
 
 from grail import io
 from grail.audit import audit
@@ -14,14 +15,7 @@ from grail.models import read_trainable_file
 from grail.pipeline import Pipeline
 from grail.run_folder import RunFolderError
 
-TINY = {
-    "model": {"name": "tiny", "lora_r": 4, "lora_alpha": 8},
-    "data": {"people": 1, "books": 1},
-    "finetune": {"epochs": 3, "lr": 1e-2, "batch_size": 4},
-    "gradients": {"batch_size": 8},
-    "unlearn": {"epochs": 2, "lr": 5e-3, "batch_size": 4, "target_us": None},
-    "evaluate": {"max_new_tokens": 4, "mmlu_per_subject": 1},
-}
+TINY = TINY_RUN
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from tiny_configs import TINY_RUN
 
 from grail import io
 from grail.batching import encode_all
@@ -11,15 +12,8 @@ from grail.config import build_config
 from grail.data.examples import PARAPHRASE_SET
 from grail.pipeline import Pipeline
 
-TINY = {
-    "model": {"name": "tiny", "lora_r": 4, "lora_alpha": 8},
-    "data": {"people": 1, "books": 1},
-    "finetune": {"epochs": 3, "lr": 1e-2, "batch_size": 4},
-    "gradients": {"batch_size": 8},
-    "unlearn": {"epochs": 2, "lr": 5e-3, "batch_size": 4, "target_us": None},
-    "evaluate": {"max_new_tokens": 4, "probe": False},
-    "attack": {"relearn_steps": [0, 2], "precisions": ["int8", "nf4"], "bootstrap": 50},
-}
+TINY = {**TINY_RUN, "evaluate": {"max_new_tokens": 4, "probe": False},
+        "attack": {"relearn_steps": [0, 2], "precisions": ["int8", "nf4"], "bootstrap": 50}}
 SECTIONS = ("mia", "relearn", "precision", "prompts", "verdicts")
 
 
