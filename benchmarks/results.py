@@ -1,8 +1,9 @@
 """Regenerate the quoted results from the current code: `grail run` of the default on each seed (resumed where a
 run folder holds it), then docs/results/default/ (the seed-0 report tables and the table over seeds) and the
 block of README.md between the `results:begin` / `results:end` markers; then the utility-matched comparison on
-the first seed (`grail compare --utility-budget 1.25`) into docs/results/utility-matched/ and the block of
-RESULTS.md between the `compare:begin` / `compare:end` markers. `make results` runs it.
+the first seed (`grail compare --utility-budget 1.25`, which also attacks every model against the oracle) into
+docs/results/utility-matched/, docs/results/attacks/ and the block of RESULTS.md between the `compare:begin` /
+`compare:end` markers. `make results` runs it.
 
     .venv/bin/python benchmarks/results.py                   # seeds 0 1 2 into runs/results/seed<N>
     .venv/bin/python benchmarks/results.py --seeds 0 --jobs 1
@@ -107,6 +108,11 @@ def utility_matched(folder: Path) -> str:
              f"{','.join(COMPARED)} --utility-budget {BUDGET:g}`:\n\n{(source / 'table_utility.md').read_text()}\n"
              f"{(source / 'ranking.md').read_text()}")
     (out / "results-block.md").write_text(block)
+    shutil.copy(source / "table_robustness.md", out / "table_robustness.md")
+    attacks = ROOT / "docs" / "results" / "attacks"  # compare attacked every model against the oracle
+    attacks.mkdir(parents=True, exist_ok=True)
+    for name in ("attacks.md", "attacks.json", "relearning.png"):
+        shutil.copy(folder / name, attacks / name)
     return block
 
 

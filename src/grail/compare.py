@@ -108,6 +108,8 @@ def _cell(value) -> str:
         return "-"
     if abs(value) >= 1e4:
         return f"{value:.2e}"
+    if 0 < abs(value) < 1e-3:  # a p-value of 6e-10 is not 0.000
+        return f"{value:.1e}"
     return f"{value:.3f}" if 0 < abs(value) < 10 else f"{value:.2f}"  # a ratio of 1.255 is not 1.25
 
 
