@@ -66,6 +66,9 @@ def test_a_second_attack_reuses_every_model_report(attacked_run, monkeypatch):
 def test_an_attack_made_with_other_settings_is_computed_again(attacked_run):
     stored = attacked_run / "attacks" / "grail" / "relearn.json"
     report = io.read_json(stored)
+    # keyed by the model's weights too: a model trained again is attacked again
+    assert report["settings"]["weights"] == {name: io.file_sha256(path) for name, path in (
+        (p.name, p) for p in sorted((attacked_run / "adapter_unlearned").iterdir()))}
     io.write_json(stored, {**report, "settings": {**report["settings"], "lr": 1.0}, "result": {}})
     assert main(["attack", str(attacked_run), "--quiet"]) == 0
     assert io.read_json(stored) == {**report, "seconds": io.read_json(stored)["seconds"]}

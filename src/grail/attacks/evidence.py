@@ -26,17 +26,9 @@ from grail.pipeline import Pipeline, weights_folder
 PACKAGES = ("grail", "torch", "transformers", "peft", "accelerate", "safetensors", "numpy", "scipy", "rouge-score")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def folder_sha256(folder: Path) -> dict[str, str]:
     """{file name: SHA-256} of every file in a folder (an adapter)."""
-    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {p.relative_to(folder).as_posix(): io.file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @torch.no_grad()
@@ -87,7 +79,8 @@ def write_evidence(pipeline: Pipeline, summary: dict, reports: dict[str, dict]) 
         base_hash = weights_sha256(base)
     document = {
         "run": str(root),
-        "sha256": {"data.jsonl": file_sha256(root / "data.jsonl"), "config.yaml": file_sha256(root / "config.yaml"),
+        "sha256": {"data.jsonl": io.file_sha256(root / "data.jsonl"),
+                   "config.yaml": io.file_sha256(root / "config.yaml"),
                    "base_model_weights": base_hash, "adapters": adapters},
         "base_model": pipeline.config.model.name,
         "versions": _versions(),

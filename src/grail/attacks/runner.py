@@ -23,6 +23,7 @@ from torch import nn
 
 from grail import io
 from grail.attacks import prompts, relearn
+from grail.attacks.evidence import folder_sha256
 from grail.attacks.mia import mia_scores, token_statistics
 from grail.attacks.precision import merged_copy, quantized_copy
 from grail.attacks.report import attacks_markdown, summarize
@@ -84,17 +85,18 @@ class Attacks:
         plot_relearning(summary["relearn"], self.pipeline.path("relearning.png"))
         return summary
 
-    def settings(self, attack: str) -> dict:
-        """What an attack's raw result depends on besides the model: a stored result made with other settings
-        (an older grail's defaults) is computed again."""
-        a, evaluate = self.config.attack, self.config.evaluate
-        generation = {"max_new_tokens": evaluate.max_new_tokens}
-        return {"mia": {"min_k": a.min_k},
-                "precision": {"precisions": a.precisions, "group_size": a.group_size, **generation},
-                "prompts": {"few_shot": a.few_shot, **generation},
-                "relearn": {"steps": a.relearn_steps, "lr": a.relearn_lr or self.config.finetune.lr,
-                            "batch_size": a.relearn_batch_size or self.config.finetune.batch_size, **generation},
-                }[attack]
+    def settings(self, name: str, attack: str) -> dict:
+        """What model ``name``'s result of ``attack`` depends on: its weights (their files' SHA-256) and the
+        attack's settings. A stored result made otherwise (a model trained again, an older grail's defaults) is
+        computed again."""
+        a = self.config.attack
+        generation = {"max_new_tokens": self.config.evaluate.max_new_tokens}
+        own = {"mia": {"min_k": a.min_k},
+               "precision": {"precisions": a.precisions, "group_size": a.group_size, **generation},
+               "prompts": {"few_shot": a.few_shot, **generation},
+               "relearn": {"steps": a.relearn_steps, "lr": a.relearn_lr or self.config.finetune.lr,
+                           "batch_size": a.relearn_batch_size or self.config.finetune.batch_size, **generation}}
+        return {"weights": folder_sha256(self.pipeline.path(weights_folder(name))), **own[attack]}
 
     def model_report(self, name: str) -> dict:
         """One model's raw results: {attack: result, "seconds": {attack: s}}, each attack's stored in
@@ -104,7 +106,7 @@ class Attacks:
             plan.remove("precision")
         stored = {a: self.pipeline.path(f"attacks/{name}/{a}.json") for a in plan}
         done = {a: io.read_json(path) for a, path in stored.items() if io.exists(path)}
-        todo = [a for a in plan if done.get(a, {}).get("settings") != self.settings(a)]
+        todo = [a for a in plan if done.get(a, {}).get("settings") != self.settings(name, a)]
         if todo:
             began = time.time()
             model = self.pipeline.use_weights(weights_folder(name))
@@ -115,7 +117,7 @@ class Attacks:
                 run, on = runs[attack]
                 started = time.time()
                 result = run(on)
-                done[attack] = {"settings": self.settings(attack), "seconds": round(time.time() - started, 1),
+                done[attack] = {"settings": self.settings(name, attack), "seconds": round(time.time() - started, 1),
                                 "result": result}
                 io.write_json(stored[attack], done[attack])
             del merged
@@ -130,7 +132,7 @@ class Attacks:
         return encode_all(self.pipeline.tokenizer, examples, m.prompt_format, m.max_length)
 
     def membership(self, model: nn.Module) -> dict:
-        """Per domain, per set (forget, holdout): each attack's per-example score, and the forget losses."""
+        """Per domain, per set (forget, holdout): each membership score of each example."""
         tokenizer, batch = self.pipeline.tokenizer, self.config.evaluate.batch_size
         out = {}
         for domain in self.benchmark.domains:
