@@ -23,7 +23,8 @@ from grail.audit import audit
 from grail.models import base_weights
 from grail.pipeline import Pipeline, weights_folder
 
-PACKAGES = ("grail-unlearn", "torch", "transformers", "peft", "accelerate", "safetensors", "numpy", "scipy", "rouge-score")
+PACKAGES = ("grail-unlearn", "torch", "transformers", "peft", "accelerate", "safetensors", "numpy", "scipy",
+            "rouge-score")
 
 
 def folder_sha256(folder: Path) -> dict[str, str]:
