@@ -139,11 +139,19 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def _rules(thresholds: dict) -> str:
+    privleak = thresholds["max_privleak"]
+    return ("membership inference: " + ("every score's AUC within the oracle's 95 % interval" if privleak is None
+                                        else f"|PrivLeak| <= {privleak:g} for every score")
+            + f"; forget quality: KS p >= {thresholds['min_forget_quality']:g}; relearning: the worst leak recovery "
+            f"<= {thresholds['max_relearn_recovery']:g}; precision and prompts: leak rate <= the oracle's + "
+            f"{thresholds['max_leak_excess']:g} points.")
+
+
 def attacks_markdown(summary: dict) -> str:
     parts = ["# Attacks against the oracle", "",
              "The oracle never saw the forget sets (stage 0 without them): it is what exact unlearning gives, and the "
-             "reference row of every table. Thresholds (config `attack`): " +
-             ", ".join(f"{k} {v}" for k, v in summary["thresholds"].items()) + "."]
+             "reference row of every table. Pass / fail (config `attack`): " + _rules(summary["thresholds"])]
     for domain, models in summary["mia"].items():
         parts += ["", f"## Membership inference: {domain}", "",
                   "ROC AUC of forget (members) vs holdout (non-members) with its bootstrap 95 % interval; 0.5: "
@@ -177,6 +185,7 @@ def attacks_markdown(summary: dict) -> str:
         for domain, models in summary[attack].items():
             variants = list(models[ORACLE])
             parts += ["", f"## {title}: {domain}", "", "Leak rate % (US in parentheses)" + (
+                "; the vanilla model is left out (never unlearned)" if attack == "precision" else "") + (
                 "; prefix completion: leak rate, ROUGE-L recall / VerbMem" if "prefix_completion" in variants else "")
                 + ".", ""]
             rows = []
