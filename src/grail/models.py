@@ -131,7 +131,7 @@ def make_trainable(model: PreTrainedModel, config: ModelConfig, adapter_path: st
         for name in target_linear_names(model, config.target_modules):
             model.get_submodule(name).weight.requires_grad_(True)
         # The base model's own weights, for scoring it later (LoRA gets the same from peft's disable_adapter).
-        model._grail_base_weights = {k: v.detach().clone() for k, v in trainable_parameters(model).items()}
+        model._grail_base_weights = trainable_state(model)
         if adapter_path is not None:
             load_trainable_state(model, adapter_path)
         return model
@@ -161,17 +161,8 @@ def base_weights(model: nn.Module) -> Iterator[nn.Module]:
         with model.disable_adapter():
             yield model
         return
-    params = trainable_parameters(model)
-    trained = {k: v.detach().clone() for k, v in params.items()}
-    with torch.no_grad():
-        for name, param in params.items():
-            param.copy_(model._grail_base_weights[name])
-    try:
+    with swapped_trainable(model, model._grail_base_weights, "the base weights"):
         yield model
-    finally:
-        with torch.no_grad():
-            for name, param in params.items():
-                param.copy_(trained[name])
 
 
 def save_trainable(model: nn.Module, folder: Path) -> None:
@@ -208,3 +199,20 @@ def set_trainable(model: nn.Module, tensors: dict[str, torch.Tensor], source: st
 
 def load_trainable_state(model: nn.Module, folder: str | Path) -> None:
     set_trainable(model, read_trainable_file(folder), str(folder))
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's trainable weights (canonical name -> tensor), for ``set_trainable`` later."""
+    return {name: param.detach().clone() for name, param in trainable_parameters(model).items()}
+
+
+@contextlib.contextmanager
+def swapped_trainable(model: nn.Module, tensors: dict[str, torch.Tensor],
+                      source: str = "weights") -> Iterator[nn.Module]:
+    """The model with ``tensors`` as its trainable weights; its own put back after, bit for bit."""
+    own = trainable_state(model)
+    set_trainable(model, tensors, source)
+    try:
+        yield model
+    finally:
+        set_trainable(model, own)

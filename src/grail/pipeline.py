@@ -50,7 +50,8 @@ from grail.models import (
     read_trainable_file,
     save_trainable,
     set_trainable,
-    trainable_parameters,
+    swapped_trainable,
+    trainable_state,
 )
 from grail.replay import generate_replay, replay_instructions, replay_items
 from grail.report import results_document, write_report
@@ -128,11 +129,11 @@ class Pipeline:
     def stage0_vanilla(self) -> None:
         """The vanilla model: the user's adapter, a cached one of the same config and data, or fine-tune now."""
         target = self.path(weights_folder("vanilla"))
-        if io.exists(target) or not self.config.finetune.adapter_path:
-            self._fine_tune("vanilla", self.memorised_sets())
+        if self.config.finetune.adapter_path and not io.exists(target):
+            with io.staged_dir(target) as tmp:  # a copy: the user's adapter is never written to
+                save_trainable(self.model, tmp)
             return
-        with io.staged_dir(target) as tmp:  # a copy: the user's adapter is never written to
-            save_trainable(self.model, tmp)
+        self._fine_tune("vanilla", self.memorised_sets())
 
     def stage0_oracle(self) -> None:
         """The oracle: stage 0 on every set but the forget sets (and their paraphrases), same config and seed.
@@ -267,22 +268,19 @@ class Pipeline:
         """A function: per example, its answer tokens' log-probabilities under the oracle (trained now if the run
         has none), computed with the oracle's weights swapped into ``model`` and its own weights put back."""
         if not io.exists(self.path(weights_folder(ORACLE))):
-            own = {name: p.detach().clone() for name, p in trainable_parameters(model).items()}
-            self.stage0_oracle()  # trains in the same model
-            set_trainable(model, own)
+            with swapped_trainable(model, trainable_state(model)):  # stage 0 trains in the same model
+                self.stage0_oracle()
         oracle = read_trainable_file(self.path(weights_folder(ORACLE)))
 
+        @torch.no_grad()
         def log_probs(items: list[Encoded]) -> dict[Encoded, torch.Tensor]:
-            own = {name: p.detach().clone() for name, p in trainable_parameters(model).items()}
             was_training = model.training
-            try:
-                set_trainable(model, oracle, "adapter_oracle")
+            with swapped_trainable(model, oracle, "adapter_oracle"):
                 model.eval()
-                with torch.no_grad():
+                try:
                     return reference_log_probs(model, items, self.tokenizer.pad_token_id, self.device, full=False)
-            finally:
-                set_trainable(model, own)
-                model.train(was_training)
+                finally:
+                    model.train(was_training)
 
         return log_probs
 
@@ -322,7 +320,7 @@ class Pipeline:
         torch.manual_seed(self.config.seed)  # LoRA's initialisation
         base, tokenizer = load_base(self.config.model, self.config.seed)
         model = make_trainable(base, self.config.model, self.config.finetune.adapter_path).to(self.device)
-        self._initial_weights = {n: p.detach().clone() for n, p in trainable_parameters(model).items()}
+        self._initial_weights = trainable_state(model)
         return model, tokenizer
 
     @property

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from grail import distributed
-from grail.models import trainable_parameters
+from grail.models import set_trainable, trainable_state
 
 EpochFn = Callable[[int, random.Random, list[dict[str, Any]]], dict[str, Any]]
 """Runs one epoch (given its index, its data-order RNG and the logs of the epochs before) and returns its log."""
@@ -43,7 +43,7 @@ class Checkpoint:
             "fingerprint": self.fingerprint,
             "epoch": epoch,
             "history": history,
-            "trainable": {k: v.detach().clone() for k, v in trainable_parameters(model).items()},
+            "trainable": trainable_state(model),
             "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
         }
@@ -60,9 +60,7 @@ class Checkpoint:
         state = torch.load(self.path, weights_only=False, map_location="cpu")
         if state["fingerprint"] != self.fingerprint:
             return 0, []
-        with torch.no_grad():
-            for name, param in trainable_parameters(model).items():
-                param.copy_(state["trainable"][name])
+        set_trainable(model, state["trainable"], str(self.path))
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         return state["epoch"] + 1, state["history"]
