@@ -169,15 +169,14 @@ def _command(args: argparse.Namespace) -> int:
         print("PASS: every frozen entry is bit-identical" if result["ok"] else
               f"FAIL: {result['frozen_changed']} frozen entries changed", file=sys.stderr)
         return EXIT_OK if result["ok"] else EXIT_AUDIT_FAILED
-    if args.command in ("attack", "audit"):
-        return _attack(args)
 
     from grail import distributed
     from grail.experiments import Experiments
     from grail.io import UnreadableFileError
     from grail.run_folder import RunFolderError
 
-    folder = _run_folder(args)
+    attacking = args.command in ("attack", "audit")  # audit here: with --evidence
+    folder = args.run if attacking else _run_folder(args)
     run = None
     try:  # the arguments first: a bad one must not leave a new run folder behind
         _check_device(args.device)
@@ -190,14 +189,22 @@ def _command(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--utility-budget: a ratio > 1 to the vanilla model, got {args.utility_budget}")
         if args.command == "sweep":
             k_ur, k_rr = _percentages("--k-ur", args.k_ur), _percentages("--k-rr", args.k_rr)
-        explicit = args.config is not None or args.preset is not None
-        config = load_config(args.config, args.preset or "default") if explicit else None
-        if config is None and not (folder / "config.yaml").is_file():
-            config = load_config()
+        if attacking:
+            if not (folder / "config.yaml").is_file():
+                raise RunFolderError(f"{folder}: not a run folder (no config.yaml); make one with grail run")
+            config = None
+        else:
+            explicit = args.config is not None or args.preset is not None
+            config = load_config(args.config, args.preset or "default") if explicit else None
+            if config is None and not (folder / "config.yaml").is_file():
+                config = load_config()
         run = Experiments(folder, config, progress=not args.quiet, device=args.device)
-        _warn_unused_memflex(run.config.localize, names if args.command == "compare" else [])
+        if not attacking:  # the attacks train no method: nothing to warn about
+            _warn_unused_memflex(run.config.localize, names if args.command == "compare" else [])
         if distributed.is_main():
             print(f"grail {args.command}: run folder {folder}", file=sys.stderr)
+        if attacking:
+            return _attack(args, run)
         if args.command == "compare":
             tables = run.compare(names, args.utility_budget, attacks=not args.no_attacks)
             from grail.compare import markdown
@@ -248,47 +255,27 @@ def _command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _attack(args: argparse.Namespace) -> int:
-    """``grail attack RUN`` and ``grail audit RUN --evidence``."""
+def _attack(args: argparse.Namespace, run) -> int:
+    """``grail attack RUN`` and ``grail audit RUN --evidence`` on the opened run folder."""
     from grail.attacks.runner import Attacks
-    from grail.experiments import Experiments
-    from grail.io import UnreadableFileError
-    from grail.run_folder import RunFolderError
 
-    run = None
-    try:
-        _check_device(args.device)
-        if not (args.run / "config.yaml").is_file():
-            raise RunFolderError(f"{args.run}: not a run folder (no config.yaml); make one with grail run")
-        methods = None
-        if args.command == "attack" and args.methods is not None:
-            methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        run = Experiments(args.run, None, progress=not args.quiet, device=args.device)
-        attacks = Attacks(run)
-        summary = attacks.run(methods)
-        print((args.run / "attacks.md").read_text())
-        if args.command == "audit":
-            from grail.attacks.evidence import write_evidence
+    methods = None
+    if args.command == "attack" and args.methods is not None:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    attacks = Attacks(run)
+    summary = attacks.run(methods)
+    print((args.run / "attacks.md").read_text())
+    if args.command == "audit":
+        from grail.attacks.evidence import write_evidence
 
-            out = write_evidence(run, summary, {name: attacks.model_report(name) for name in summary["models"]})
-            evidence = json.loads((out / "evidence.json").read_text())
-            print(json.dumps(evidence["passed"], indent=2))
-            print(f"evidence: {out}")
-            audit_result = evidence["audit"]
-            if audit_result is not None and not audit_result["ok"]:
-                return EXIT_AUDIT_FAILED
-        print(f"attacks: {args.run / 'attacks.md'}, {args.run / 'attacks.json'}, {args.run / 'relearning.png'}")
-        return EXIT_OK
-    except (ConfigError, DataError, RunFolderError, UnreadableFileError) as err:
-        print(f"grail {args.command}: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"\ngrail {args.command}: interrupted; finished attacks are saved in {args.run}. Give the same "
-              "command again to resume.", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if run is not None:
-            run.run_folder.close()
+        out = write_evidence(run, summary, {name: attacks.model_report(name) for name in summary["models"]})
+        evidence = json.loads((out / "evidence.json").read_text())
+        print(json.dumps(evidence["passed"], indent=2))
+        print(f"evidence: {out}")
+        if evidence["audit"] is not None and not evidence["audit"]["ok"]:
+            return EXIT_AUDIT_FAILED
+    print(f"attacks: {args.run / 'attacks.md'}, {args.run / 'attacks.json'}, {args.run / 'relearning.png'}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from grail.attacks.mia import (
     tpr_at_fpr,
 )
 from grail.attacks.relearn import recovery
+from grail.compare import markdown
 from grail.config import AttackConfig
 
 ORACLE, VANILLA = "oracle", "vanilla"
@@ -134,9 +135,6 @@ def _f(value, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _rules(thresholds: dict) -> str:
@@ -165,7 +163,7 @@ def attacks_markdown(summary: dict) -> str:
                         + [f"{row['min_k_plus_plus']['tpr']:.2f}", f"{row['loss']['privleak']:+.3f}",
                            f"{row['min_k_plus_plus']['privleak']:+.3f}", f"{row['forget_quality']:.3g}",
                            "yes" if row["auc_in_oracle_ci"] else "no"])
-        parts.append(_table(["model", "AUC LOSS", "AUC zlib", "AUC Min-K%", "AUC Min-K%++", "TPR@FPR (Min-K%++)",
+        parts.append(markdown(["model", "AUC LOSS", "AUC zlib", "AUC Min-K%", "AUC Min-K%++", "TPR@FPR (Min-K%++)",
                              "PrivLeak (LOSS)", "PrivLeak (Min-K%++)", "forget quality", "every AUC in oracle's CI"],
                             rows))
     for domain, models in summary["relearn"].items():
@@ -179,7 +177,7 @@ def attacks_markdown(summary: dict) -> str:
                 + [_f(models[name]["recovery"][steps[-1]], 2), _f(worst_recovery(models[name]), 2),
                    _f(models[name]["recovery_accuracy"][steps[-1]], 2)]
                 for name in _ordered(models)]
-        parts.append(_table(["model"] + [f"@{k}" for k in steps]
+        parts.append(markdown(["model"] + [f"@{k}" for k in steps]
                             + [f"recovery @{steps[-1]}", "worst recovery", f"accuracy recovery @{steps[-1]}"], rows))
     for attack, title in (("precision", "Precision"), ("prompts", "Prompt attacks")):
         for domain, models in summary[attack].items():
@@ -196,13 +194,13 @@ def attacks_markdown(summary: dict) -> str:
                     cells.append(f"{s['leak_rate']:.1f} ({s['US']:.1f})" if v != "prefix_completion" else
                                  f"{s['leak_rate']:.1f}, {s['rouge_l_recall']:.1f} / {s['verbmem']:.1f}")
                 rows.append([name] + cells)
-            parts.append(_table(["model"] + variants, rows))
+            parts.append(markdown(["model"] + variants, rows))
     parts += ["", "## Verdicts", ""]
     attacks = ["membership_inference", "forget_quality", "relearning", "precision", "prompts"]
     rows = [[name, domain] + [summary["verdicts"][name][domain][a] for a in attacks]
             for name in _ordered(summary["verdicts"]) for domain in summary["verdicts"][name]]
-    parts.append(_table(["model", "domain"] + attacks, rows))
-    return "\n".join(parts) + "\n"
+    parts.append(markdown(["model", "domain"] + attacks, rows))
+    return "\n".join(part.rstrip("\n") for part in parts) + "\n"  # markdown() ends its tables with a newline
 
 
 def robustness_rows(summary: dict) -> tuple[list[str], list[list]]:

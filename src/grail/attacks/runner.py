@@ -110,7 +110,8 @@ class Attacks:
         if todo:
             began = time.time()
             model = self.pipeline.use_weights(weights_folder(name))
-            merged = merged_copy(model)  # what a user ships; and LoRA-free decoding is faster
+            # what a user ships, and LoRA-free decoding is faster; relearning trains the adapter itself
+            merged = merged_copy(model) if set(todo) - {"relearn"} else None
             runs = {"mia": (self.membership, merged), "precision": (self.precision, merged),
                     "prompts": (self.prompt_attacks, merged), "relearn": (self.relearning, model)}
             for attack in todo:
