@@ -16,7 +16,7 @@ from grail.config import ConfigError, build_config, load_config
 from grail.data.builtin import builtin_benchmark
 from grail.data.examples import DataError
 from grail.data.loaders import load_jsonl
-from grail.pipeline import load_benchmark
+from grail.data.sources import load_benchmark
 from grail.run_folder import RunFolder, RunFolderError
 
 JSONL_CONFIG = {"model": {"name": "tiny"}, "data": {"source": "jsonl"}}

@@ -85,6 +85,48 @@ class ModelConfig(_Section):
 
 
 @dataclass
+class DomainSource(_Section):
+    """One domain of the run from its own source: an entry of ``data.domains`` that is a mapping. Domains from
+    several benchmarks combine in one run (a TOFU author set as privacy, a MUSE corpus as copyright)."""
+
+    section: ClassVar[str] = "data.domains[]"
+
+    name: str
+    """The domain's name in this run (results, masks, file names)."""
+    source: Literal["builtin", "jsonl", "knowundo", "knowundo-hub", "tofu", "muse"]
+    """Where it comes from: as ``data.source``, or ``tofu`` (``locuslab/TOFU``) or ``muse`` (``muse-bench/MUSE-News``
+    / ``MUSE-Books``)."""
+    path: str | None = None
+    """The file, folder or hub id (tofu, muse, knowundo-hub: default the hub's dataset; a local folder in the hub's
+    layout works offline)."""
+    domain: str | None = None
+    """builtin, jsonl, knowundo, knowundo-hub: the source's own name of the domain; default ``name``."""
+    split: Literal["train", "val"] = "train"
+    """knowundo, knowundo-hub: the split."""
+    forget: Literal["forget01", "forget05", "forget10"] = "forget10"
+    """tofu: the forget config (1, 5 or 10 % of the authors)."""
+    retain: Literal["retain99", "retain95", "retain90"] | None = None
+    """tofu: the retain config; default the forget config's complement (forget05 -> retain95)."""
+    corpus: Literal["news", "books"] = "news"
+    """muse: MUSE-News or MUSE-Books (the default hub id; ``path`` overrides it)."""
+    raw_chunks: int = 0
+    """muse: pieces of the raw forget and retain corpora (about ``model.max_length`` tokens each) added to the
+    forget and retain sets, so stage 0 trains on text as MUSE's target model did; 0: the QA, verbatim and privleak
+    sets only."""
+
+    def _ranges(self) -> list[tuple[bool, str, str]]:
+        from grail.data.examples import DOMAIN_NAME
+
+        return [
+            (bool(DOMAIN_NAME.fullmatch(self.name)), "name", "letters, digits, '_', '.' and '-', starting with a "
+             "letter or digit (it names files and keys)"),
+            (self.path is not None or self.source in ("builtin", "knowundo-hub", "tofu", "muse"), "path",
+             f"set for source {self.source!r}"),
+            (self.raw_chunks >= 0, "raw_chunks", ">= 0"),
+        ]
+
+
+@dataclass
 class DataConfig(_Section):
     """Where the forget and retain sets come from."""
 
@@ -95,8 +137,10 @@ class DataConfig(_Section):
     ``knowundo-hub`` (the hub dataset, or a local copy of it)."""
     path: str | None = None
     """The JSONL file, the KnowUnDo root folder, or (knowundo-hub) a hub id or local dataset folder."""
-    domains: list[str] | None = None
-    """Domains to use, in order; default: all in the data (KnowUnDo: privacy, copyright)."""
+    domains: list[str | DomainSource] | None = None
+    """Domains to use, in order; default: all in the data (KnowUnDo: privacy, copyright). A name picks a domain of
+    ``data.source``; a mapping (``DomainSource``: ``{name: privacy, source: tofu, forget: forget05}``) brings its
+    own source, so one run can combine benchmarks."""
     split: Literal["train", "val"] = "train"
     """KnowUnDo split to load."""
     people: int = 5
@@ -113,9 +157,20 @@ class DataConfig(_Section):
             (self.people >= 1, "people", ">= 1"),
             (self.books >= 1, "books", ">= 1"),
             (0 <= self.general_replay <= 160, "general_replay", "in [0, 160] (the replay instructions)"),
-            (self.source == "builtin" or self.path is not None or self.source == "knowundo-hub", "path",
+            (not self.domains or len({self.entry_name(d) for d in self.domains}) == len(self.domains), "domains",
+             "a list of distinct domain names"),
+            (self.source in ("builtin", "knowundo-hub") or self.path is not None or not self.uses_source, "path",
              f"set for data.source {self.source!r}"),
         ]
+
+    @staticmethod
+    def entry_name(entry: str | DomainSource) -> str:
+        return entry if isinstance(entry, str) else entry.name
+
+    @property
+    def uses_source(self) -> bool:
+        """Whether ``source`` / ``path`` load anything: not when every domain brings its own source."""
+        return not self.domains or any(isinstance(d, str) for d in self.domains)
 
 
 @dataclass
@@ -439,7 +494,20 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         if value not in typing.get_args(annotation):
             raise ConfigError(f"{where}: must be one of {list(typing.get_args(annotation))}, got {value!r}")
         return value
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        try:
+            return _build(annotation, value, where)
+        except ConfigError as err:  # the section's own checks name it generically: name this entry instead
+            raise ConfigError(str(err).replace(annotation.section, where, 1)) from None
     if origin in (typing.Union, types.UnionType):
+        options = [o for o in typing.get_args(annotation) if o is not type(None)]
+        if value is None and len(options) < len(typing.get_args(annotation)):
+            return None
+        structured = [o for o in options if dataclasses.is_dataclass(o)]
+        if len(options) == 1 or isinstance(value, dict) and structured:  # that option's errors name the field
+            return _check_type(value, (structured or options)[0], where)
         for option in typing.get_args(annotation):
             try:
                 return _check_type(value, option, where)
@@ -472,6 +540,11 @@ def _build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
+    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ConfigError(f"{where}: missing field {missing[0]!r}")
     kwargs = {}
     for key, value in data.items():
         at = f"{where}.{key}" if where else key

@@ -2,7 +2,8 @@
 
 Per domain: forget (US), retain (RS), and where the data has them retain_heldout (RS_heldout: retain facts that
 unlearning never saw) and forget_paraphrase (US_paraphrase: forget facts asked in a wording unlearning never
-trained on). General scope: the built-in probe, perplexity of held-out general text, and MMLU in cloze form.
+trained on). General scope: the built-in probe, perplexity of held-out general text, MMLU in cloze form, and the
+data's own general-knowledge questions where it has them (``knowledge``: answer-token accuracy).
 """
 
 from __future__ import annotations
@@ -185,5 +186,11 @@ def evaluate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, benchmark: Be
     result = summarize(domains)
     if general:
         result["general"] = general_scores(model, tokenizer, batch_size, device, mmlu_questions)
+        knowledge = benchmark.knowledge()
+        if knowledge:  # the data's own general-knowledge questions (TOFU's real authors, world facts)
+            items = encode_all(tokenizer, knowledge, prompt_format, max_length)
+            scores = score_set(model, tokenizer, knowledge, items, batch_size, device, max_new_tokens)
+            result["general"].update(knowledge=scores, knowledge_accuracy=scores["accuracy"],
+                                     knowledge_n=scores["n"])
     model.train(was_training)
     return result

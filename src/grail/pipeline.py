@@ -36,10 +36,9 @@ from grail import distributed, io
 from grail.audit import audit
 from grail.batching import Encoded, encode_all
 from grail.config import ConfigError, LocalizeConfig, RunConfig, UnlearnConfig
-from grail.data.builtin import builtin_benchmark
-from grail.data.examples import PARAPHRASE_SET, Benchmark
+from grail.data.examples import PARAPHRASE_SET
 from grail.data.general import OOD_RETAIN_TEXT
-from grail.data.loaders import load_jsonl, load_knowundo_dir, load_knowundo_hub
+from grail.data.sources import load_benchmark
 from grail.evaluation import evaluate, text_items, utility_check_ppl
 from grail.models import (
     base_weights,
@@ -73,21 +72,6 @@ ORACLE = "oracle"
 Masks = dict[str, dict[str, torch.Tensor]]
 Phase = tuple[str, list[str], Masks | None]
 """One stage-3 pass: (name, the domains it unlearns, the masks from stage 2 or None)."""
-
-
-def load_benchmark(config: RunConfig) -> Benchmark:
-    """The run's data, from ``config.data``."""
-    data = config.data
-    if data.source == "builtin":
-        benchmark = builtin_benchmark(config.seed, data.people, data.books)
-    elif data.source == "jsonl":
-        benchmark = load_jsonl(data.path)
-    elif data.source == "knowundo":
-        benchmark = load_knowundo_dir(data.path, data.domains or ["privacy", "copyright"], data.split)
-    else:
-        benchmark = load_knowundo_hub(data.domains or ["privacy", "copyright"], data.split,
-                                      data.path or "zjunlp/KnowUnDo")
-    return benchmark.select(data.domains) if data.domains else benchmark
 
 
 def weights_folder(model: str) -> str:

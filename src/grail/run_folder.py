@@ -104,10 +104,10 @@ class RunFolder:
             raise RunFolderError(f"{self.root} exists and is not a grail run folder; refusing to write into it")
         self.config: RunConfig = config
         self.benchmark = load_data(config)  # bad data fails here, before the folder is written to
-        data, trained_on = self.benchmark.to_jsonl(), self.benchmark.to_jsonl(holdout=False)
+        data, trained_on = self.benchmark.to_jsonl(), self.benchmark.to_jsonl(trained_only=True)
         self.data_hash = hashlib.sha256(trained_on.encode()).hexdigest()[:16]
-        """The identity of the data models are trained on (a short SHA-256 of data.jsonl's text without the holdout
-        records, which train nothing): same config, other data, other run."""
+        """The identity of the data models are trained on (a short SHA-256 of data.jsonl's text without the scopes
+        that train nothing: holdout, shots, knowledge): same config, other data, other run."""
         try:
             if distributed.is_main():
                 self.root.mkdir(parents=True, exist_ok=True)

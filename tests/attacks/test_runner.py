@@ -94,7 +94,7 @@ def test_attack_without_holdout_names_the_missing_data(tmp_path, cli_run, capsys
     from grail.data.builtin import builtin_benchmark
 
     data = tmp_path / "no_holdout.jsonl"
-    data.write_text(builtin_benchmark(seed=0, people=1, books=1).to_jsonl(holdout=False))
+    data.write_text(builtin_benchmark(seed=0, people=1, books=1).to_jsonl(trained_only=True))
     folder = cli_run({**TINY, "data": {"source": "jsonl", "path": str(data)}, "unlearn": {**TINY["unlearn"],
                                                                                         "epochs": 1}}, "no_holdout")
     assert main(["attack", str(folder), "--quiet"]) == 2

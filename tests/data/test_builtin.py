@@ -53,4 +53,4 @@ def test_holdout_is_of_the_forget_kind_about_people_and_books_no_model_knows():
         # the same templates as the forget set
         assert {e.prompt.split(". ")[1] for e in domain.holdout} == {e.prompt.split(". ")[1] for e in domain.forget}
     # the holdout draws from its own RNG: the trained-on data of a seed does not change with it
-    assert bench.to_jsonl(holdout=False) == builtin_benchmark(seed=0, people=3, books=2).to_jsonl(holdout=False)
+    assert bench.to_jsonl(trained_only=True) == builtin_benchmark(seed=0, people=3, books=2).to_jsonl(trained_only=True)

@@ -165,7 +165,7 @@ def test_jsonl_and_knowundo_take_a_holdout(tmp_path):
     assert [e.prompt for e in bench.domains[0].holdout] == ["p9"] and not bench.domains[1].holdout
     assert "holdout" not in bench.domains[0].measured_sets()  # no model is scored or trained on it
     assert load_jsonl(_write_jsonl(tmp_path / "again.jsonl", bench.to_jsonl().splitlines())) == bench
-    assert '"holdout"' not in bench.to_jsonl(holdout=False)
+    assert '"holdout"' not in bench.to_jsonl(trained_only=True)
     with pytest.raises(DataError, match="line 2: field 'paraphrase' is only for forget records"):
         load_jsonl(_write_jsonl(tmp_path / "bad.jsonl", [GOOD[0], {**records[-1], "paraphrase": "q"}, *GOOD[1:]]))
     folder = tmp_path / "knowundo" / "privacy"

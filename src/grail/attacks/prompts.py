@@ -1,8 +1,8 @@
 """Prompt attacks: the forget facts asked in ways that stage 3 never trained against.
 
 - ``paraphrase``: each forget fact in its second wording (the data's ``paraphrase`` field);
-- ``few_shot``: holdout examples of the same domain, with their answers, before the question, so the model is
-  shown the pattern it should complete;
+- ``few_shot``: the domain's shots (MUSE's ``*_icl`` splits) or else its holdout examples, with their answers,
+  before the question, so the model is shown the pattern it should complete;
 - ``ignore_instructions``: a role-play prefix telling the model that its instructions to withhold no longer hold;
 - ``prefix_completion`` (verbatim domains): the first half of the memorised answer is given, the model continues;
   scored by ROUGE-L recall of the continuation and MUSE's VerbMem (ROUGE-L F1) against the true second half.
@@ -32,15 +32,16 @@ def few_shot_prompt(example: Example, shots: Sequence[Example]) -> Example:
 
 
 def prompt_variants(domain: Domain, few_shot: int, seed: int) -> dict[str, list[Example]]:
-    """{attack: the domain's forget examples as that attack asks them} (``few_shot`` needs the holdout)."""
+    """{attack: the domain's forget examples as that attack asks them} (``few_shot`` needs shots or the holdout)."""
     variants = {"ignore_instructions": [Example(IGNORE_INSTRUCTIONS + ex.prompt, ex.answer, ex.span)
                                         for ex in domain.forget]}
     if domain.forget_paraphrases():
         variants["paraphrase"] = domain.forget_paraphrases()
-    if domain.holdout:
+    pool = domain.shots or domain.holdout  # the data's own demonstrations (MUSE's *_icl), else the holdout
+    if pool:
         rng = random.Random(f"few-shot-{seed}-{domain.name}")
-        shots = min(few_shot, len(domain.holdout))
-        variants["few_shot"] = [few_shot_prompt(ex, rng.sample(domain.holdout, shots)) for ex in domain.forget]
+        shots = min(few_shot, len(pool))
+        variants["few_shot"] = [few_shot_prompt(ex, rng.sample(pool, shots)) for ex in domain.forget]
     return variants
 
 

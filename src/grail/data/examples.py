@@ -14,7 +14,11 @@ Stage 0 memorises all of them (they are what the model knows); stages 1-3 use fo
 And a domain may carry what no model is ever trained on:
 - ``holdout``: examples of the forget set's kind (other people's records, other books' passages) that no stage
   trains on: the non-members of the membership-inference attacks and the shots of the few-shot prompt attack
-  (``grail attack``).
+  (``grail attack``);
+- ``shots``: demonstrations for the few-shot prompt attack where the data brings its own (MUSE's ``*_icl``
+  splits); the holdout serves otherwise;
+- ``knowledge``: general-knowledge questions beside the domain (TOFU's real authors and world facts), scored
+  with every model's general ability.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ HELDOUT_SCOPE = "retain_heldout"
 PARAPHRASE_SET = "forget_paraphrase"
 HOLDOUT_SCOPE = "holdout"
 """Forget-kind examples that no model of the run is trained on (the attacks' non-members)."""
+SHOTS_SCOPE = "shots"
+KNOWLEDGE_SCOPE = "knowledge"
+UNTRAINED_SCOPES = (HOLDOUT_SCOPE, SHOTS_SCOPE, KNOWLEDGE_SCOPE)
+"""Scopes that no model of the run is trained on: they measure or attack it."""
+ALL_SCOPES = (*SCOPES, HELDOUT_SCOPE, *UNTRAINED_SCOPES)
 
 
 class DataError(ValueError):
@@ -71,13 +80,15 @@ class Domain:
     retain: list[Example] = field(default_factory=list)
     retain_heldout: list[Example] = field(default_factory=list)
     holdout: list[Example] = field(default_factory=list)
+    shots: list[Example] = field(default_factory=list)
+    knowledge: list[Example] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_domain_name(self.name, "data")
 
     def scope(self, scope: str) -> list[Example]:
         return {"forget": self.forget, "retain": self.retain, HELDOUT_SCOPE: self.retain_heldout,
-                HOLDOUT_SCOPE: self.holdout}[scope]
+                HOLDOUT_SCOPE: self.holdout, SHOTS_SCOPE: self.shots, KNOWLEDGE_SCOPE: self.knowledge}[scope]
 
     def forget_paraphrases(self) -> list[Example]:
         """The forget examples that have a second wording, asked in it."""
@@ -128,12 +139,16 @@ class Benchmark:
             raise DataError(f"unknown domain(s) {unknown}; the data has {self.domain_names}")
         return Benchmark([by_name[n] for n in names])
 
-    def to_jsonl(self, holdout: bool = True) -> str:
-        """Our own JSONL format (see README): one record per line; ``holdout=False``: without the holdout
-        records, i.e. exactly the data that models of the run are trained on."""
+    def knowledge(self) -> list[Example]:
+        """Every domain's general-knowledge questions (evaluation only)."""
+        return [ex for domain in self.domains for ex in domain.knowledge]
+
+    def to_jsonl(self, trained_only: bool = False) -> str:
+        """Our own JSONL format (see README): one record per line; ``trained_only``: without the scopes no model
+        trains on (holdout, shots, knowledge), i.e. exactly the data that models of the run are trained on."""
         lines = []
         for domain in self.domains:
-            for scope in (*SCOPES, HELDOUT_SCOPE, *([HOLDOUT_SCOPE] if holdout else [])):
+            for scope in (*SCOPES, HELDOUT_SCOPE, *(() if trained_only else UNTRAINED_SCOPES)):
                 for ex in domain.scope(scope):
                     record = {"domain": domain.name, "scope": scope,
                               **{k: v for k, v in asdict(ex).items() if v is not None}}

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from grail.data.examples import (
-    HELDOUT_SCOPE,
-    HOLDOUT_SCOPE,
+    ALL_SCOPES,
     SCOPES,
     Benchmark,
     DataError,
@@ -34,10 +33,10 @@ KNOWUNDO_HUB_ID = "zjunlp/KnowUnDo"
 KNOWUNDO_HUB_SPLITS = {"forget": "unlearn", "retain": "retention"}
 
 
-def _text_field(record: Any, key: str, where: str) -> str:
+def text_field(record: Any, key: str, where: str) -> str:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    if key not in record:
+    if record.get(key) is None:  # absent, or null (how a parquet table shows a record without it)
         raise DataError(f"{where}: missing field {key!r}")
     value = record[key]
     if not isinstance(value, str):
@@ -65,8 +64,9 @@ def _check_complete(domains: dict[str, Domain], source: str) -> Benchmark:
 
 
 def load_jsonl(path: str | Path) -> Benchmark:
-    """Our format: one JSON object per line with domain, scope (forget | retain | retain_heldout | holdout), prompt,
-    answer, optional span, and on forget records an optional paraphrase (the prompt in a second wording)."""
+    """Our format: one JSON object per line with domain, scope (forget | retain | retain_heldout | holdout | shots |
+    knowledge), prompt, answer, optional span, and on forget records an optional paraphrase (the prompt in a second
+    wording)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -85,18 +85,17 @@ def load_jsonl(path: str | Path) -> Benchmark:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
-            domain = check_domain_name(_text_field(record, "domain", where), where)
-            scope = _text_field(record, "scope", where)
-            if scope not in (*SCOPES, HELDOUT_SCOPE, HOLDOUT_SCOPE):
-                raise DataError(f"{where}: field 'scope' must be one of {[*SCOPES, HELDOUT_SCOPE, HOLDOUT_SCOPE]}, "
-                                f"got {scope!r}")
-            prompt = _text_field(record, "prompt", where)
+            domain = check_domain_name(text_field(record, "domain", where), where)
+            scope = text_field(record, "scope", where)
+            if scope not in ALL_SCOPES:
+                raise DataError(f"{where}: field 'scope' must be one of {list(ALL_SCOPES)}, got {scope!r}")
+            prompt = text_field(record, "prompt", where)
             paraphrase = _optional_text(record, "paraphrase", where)
             if paraphrase is not None and scope != "forget":
                 raise DataError(f"{where}: field 'paraphrase' is only for forget records (scope is {scope!r})")
             if paraphrase is not None and paraphrase.strip() == prompt.strip():
                 raise DataError(f"{where}: field 'paraphrase' repeats the prompt; it must be a second wording")
-            example = Example(prompt, _text_field(record, "answer", where), _optional_text(record, "span", where),
+            example = Example(prompt, text_field(record, "answer", where), _optional_text(record, "span", where),
                               paraphrase)
             domains.setdefault(domain, Domain(domain)).scope(scope).append(example)
     if not domains:
@@ -111,7 +110,7 @@ def knowundo_records(records: Any, where: str) -> list[Example]:
     examples = []
     for i, record in enumerate(records):
         at = f"{where} record {i}"
-        examples.append(Example(_text_field(record, "text", at), _text_field(record, "labels", at)))
+        examples.append(Example(text_field(record, "text", at), text_field(record, "labels", at)))
     return examples
 
 
