@@ -79,6 +79,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
+    export = commands.add_parser(
+        "export", help="write a run's unlearned model as a Hugging Face folder that loads without grail (adapter "
+                       "with a portable base reference, or --merged), with a model card")
+    export.add_argument("run", type=Path, help="a finished run folder")
+    export.add_argument("out", type=Path, help="the folder to write (must not exist)")
+    export.add_argument("--method", default="grail",
+                        help="which unlearned model: grail (default) or a method of RUN/methods/")
+    export.add_argument("--merged", action="store_true",
+                        help="the base model with the update merged in (plain safetensors; always so for "
+                             "adapter: full)")
+    export.add_argument("--base-model", metavar="REF",
+                        help="the adapter's base_model_name_or_path (default: the run's model's hub id)")
+    export.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
     commands.choices["compare"].add_argument(
         "--no-attacks", action="store_true",
         help="leave out the robustness table (the attacks of grail attack on every compared method)")
@@ -169,6 +182,18 @@ def _command(args: argparse.Namespace) -> int:
         print("PASS: every frozen entry is bit-identical" if result["ok"] else
               f"FAIL: {result['frozen_changed']} frozen entries changed", file=sys.stderr)
         return EXIT_OK if result["ok"] else EXIT_AUDIT_FAILED
+
+    if args.command == "export":
+        from grail.export import ExportError, export_model
+
+        try:
+            summary = export_model(args.run, args.out, args.method, args.merged, args.base_model)
+        except (ExportError, ConfigError, DataError, FileNotFoundError) as err:
+            print(f"grail export: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"grail export: {summary['method']} of {args.run} in {summary['form']} form "
+              f"(base {summary['base_model']}): {args.out}; model card {args.out / 'README.md'}")
+        return EXIT_OK
 
     from grail import distributed
     from grail.experiments import Experiments

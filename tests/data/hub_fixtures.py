@@ -65,5 +65,6 @@ def muse_configs(revision: str = "current") -> Configs:
         "verbmem": {"forget": [{"prompt": f"Passage {i} begins", "gt": _text(f"v{i}w", 12)} for i in range(2)]},
         "privleak": {"forget": [{"text": _text("pf")}], privleak_retain: [{"text": _text("pr")}],
                      "holdout": [{"text": _text("ph")}, {"text": _text("ph2")}]},
-        "raw": {split: [{"text": _text(f"raw-{split}-", 300)}] for split in ("forget", "retain1", "retain2", "holdout")},
+        "raw": {split: [{"text": _text(f"raw-{split}-", 300)}]
+                for split in ("forget", "retain1", "retain2", "holdout")},
     }
