@@ -71,3 +71,22 @@ def test_rouge_l_and_span_matching():
     # a whole answer as the span (data without spans): its own end punctuation does not hide a leak
     assert contains_span("It is  PARIS, of course", "Paris.")
     assert not contains_span("It is Paris", "Lyon.")
+
+
+def test_the_datas_general_knowledge_is_scored_with_general_ability(tiny_base, tiny_bench):
+    """TOFU's real-author / world-fact questions (a domain's ``knowledge``): answer-token accuracy under
+    ``general``, for every model; they are never among the sets stage 0 trains on."""
+    import dataclasses
+
+    from grail.batching import encode_all
+    from grail.data.examples import Benchmark, Example
+    from grail.evaluation import evaluate, score_set
+
+    model, tokenizer = tiny_base
+    knowledge = [Example("Who wrote Hamlet?", "William Shakespeare"), Example("Capital of France?", "Paris")]
+    bench = Benchmark([dataclasses.replace(tiny_bench.domains[0], knowledge=knowledge), tiny_bench.domains[1]])
+    assert knowledge[0] not in [ex for _, _, examples in bench.measured_sets() for ex in examples]
+    general = evaluate(model, tokenizer, bench, "plain", 64, 8, "cpu", general=True)["general"]
+    expected = score_set(model, tokenizer, knowledge, encode_all(tokenizer, knowledge, "plain", 64), 8, "cpu")
+    assert general["knowledge_n"] == 2 and general["knowledge_accuracy"] == expected["accuracy"]
+    assert "knowledge" not in evaluate(model, tokenizer, tiny_bench, "plain", 64, 8, "cpu", general=True)["general"]

@@ -51,6 +51,15 @@ def unlearned_models(run: Path) -> list[str]:
     return [GRAIL] * (run / weights_folder(GRAIL)).is_dir() + methods
 
 
+def _mask_summary(path: Path) -> dict[str, Any] | None:
+    """How many trainable entries the method's masks froze (None: the method used no masks)."""
+    if not path.is_file():
+        return None
+    frozen = [t for name, t in io.load_tensors(path).items() if name.startswith("frozen.")]
+    entries = sum(t.numel() for t in frozen)
+    return {"entries": entries, "frozen_fraction": sum(int(t.sum()) for t in frozen) / max(entries, 1)}
+
+
 def _run_facts(run: Path, method: str) -> dict[str, Any]:
     """What the model card reports, from the run's own files."""
     config = build_config(read_yaml_mapping(run / "config.yaml"), source=str(run / "config.yaml"))
@@ -66,7 +75,7 @@ def _run_facts(run: Path, method: str) -> dict[str, Any]:
                     | {"paraphrases": len(d.forget_paraphrases())} for d in benchmark.domains},
         "data_sha256": hashlib.sha256(trained_on.encode()).hexdigest(),
         "evaluations": evaluations,
-        "masks": results.get("masks") if method == GRAIL else None,
+        "masks": _mask_summary(run / ("" if method == GRAIL else f"methods/{method}") / "masks.safetensors"),
         "unlearning": results.get("unlearning") if method == GRAIL else None,
         "audit": results.get("audit") if method == GRAIL else None,
         "attacks": attacks.get("verdicts", {}).get(method),

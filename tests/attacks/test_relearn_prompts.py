@@ -64,3 +64,14 @@ def test_prefix_items_split_the_learned_answer(tiny_base, tiny_bench):
         answer = list(full.answer_ids[:-1])  # without EOS
         assert list(item.prompt_ids) == list(full.prompt_ids) + answer[: len(answer) // 2]
         assert list(item.answer_ids) == reference == answer[len(answer) // 2:]
+
+
+def test_few_shot_takes_the_datas_own_shots_before_the_holdout(tiny_bench):
+    import dataclasses
+
+    from grail.data.examples import Example
+
+    privacy = dataclasses.replace(tiny_bench.domains[0], shots=[Example("Demo question", "demo answer")])
+    for asked in prompts.prompt_variants(privacy, few_shot=3, seed=0)["few_shot"]:
+        assert asked.prompt.startswith("Demo question\n\ndemo answer\n\n")  # one shot there: just it
+        assert not any(e.answer in asked.prompt for e in privacy.holdout)

@@ -142,3 +142,30 @@ def test_a_folder_in_no_known_layout_is_refused(tmp_path):
         load_tofu("x", str(root))
     with pytest.raises(DataError, match="no such folder"):
         load_tofu("x", str(tmp_path / "missing"))
+
+
+def test_grail_run_on_a_tofu_plus_muse_config(cli_run, tmp_path_factory):
+    """The whole pipeline on domains from two benchmarks (tiny model): both domains scored, TOFU's general
+    questions under general, the data snapshot resumable."""
+    from tiny_configs import TINY_RUN
+
+    from grail.io import read_json
+
+    root = tmp_path_factory.mktemp("hub")
+    tofu = write_dataset(root / "TOFU", tofu_configs(), "readme")
+    muse = write_dataset(root / "MUSE-Books", muse_configs(), "folders")
+    config = {**TINY_RUN, "model": {**TINY_RUN["model"], "max_length": 64}, "data": {"domains": [
+        {"name": "privacy", "source": "tofu", "path": str(tofu), "forget": "forget01", "retain": "retain90"},
+        {"name": "copyright", "source": "muse", "path": str(muse), "corpus": "books"}]}}
+    run = cli_run(config, "tofu-muse")
+    results = read_json(run / "results.json")
+    assert results["domains"] == ["privacy", "copyright"]
+    grail = results["models"]["grail"]
+    assert {"US", "RS", "RS_heldout"} <= set(grail["domains"]["copyright"])
+    assert grail["domains"]["privacy"]["forget"]["n"] == 1 and "US_paraphrase" in grail["domains"]["privacy"]
+    assert grail["general"]["knowledge_n"] == 2
+    snapshot = load_jsonl(run / "data.jsonl")
+    assert snapshot.domains[1].shots and snapshot.domains[0].holdout
+    resumed = RunFolder(run, None, load_benchmark)  # the data still gives the snapshot: it resumes
+    resumed.close()
+    assert resumed.benchmark == snapshot
