@@ -169,3 +169,9 @@ def test_grail_run_on_a_tofu_plus_muse_config(cli_run, tmp_path_factory):
     resumed = RunFolder(run, None, load_benchmark)  # the data still gives the snapshot: it resumes
     resumed.close()
     assert resumed.benchmark == snapshot
+
+
+def test_a_hub_id_out_of_reach_is_named_with_the_way_out():
+    with pytest.raises(DataError, match=r"locuslab/TOFU: cannot reach the dataset on the hub .*pass a local copy's "
+                                        r"folder as path"):
+        load_tofu("privacy")  # the tests run with HF_DATASETS_OFFLINE=1
