@@ -112,6 +112,7 @@ EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1,
 def main(argv: list[str] | None = None) -> int:
     configure_threads()  # before torch is imported: OpenMP reads its wait policy once
     args = _parser().parse_args(argv)
+    _show_grail_log()
     if getattr(args, "threads", None) is not None:
         if args.threads < 1:
             print(f"grail {args.command}: --threads must be >= 1, got {args.threads}", file=sys.stderr)
@@ -132,6 +133,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CRASH
     finally:
         distributed.close()
+
+
+def _show_grail_log() -> None:
+    """grail's own log lines (e.g. which split name a dataset revision used) on stderr; other libraries' logging is
+    left as it is."""
+    import logging
+
+    logger = logging.getLogger("grail")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("grail: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def _warn_unused_memflex(localize: LocalizeConfig, methods: list[str]) -> None:
