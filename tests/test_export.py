@@ -66,7 +66,7 @@ def test_adapter_export_loads_without_grail_with_the_same_logits(lora_run, tmp_p
     assert torch.equal(fresh["ids"], ids)
     torch.testing.assert_close(fresh["logits"], logits, rtol=0, atol=1e-6)
     card = (out / "README.md").read_text()
-    assert "library_name: peft" in card and f"base_model: {base_folder}" in card
+    assert "library_name: peft" in card and f"base_model: {base_folder}" in card and "That is a local folder" in card
     facts = json.loads((out / "grail_export.json").read_text())
     assert facts["form"] == "adapter" and facts["domains"]["privacy"]["forget"] == 4
     grail_us = facts["evaluations"]["grail"]["domains"]["privacy"]["US"]

