@@ -23,6 +23,7 @@ methods, the comparison tables and the sweeps build on this in ``experiments.py`
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -135,8 +136,12 @@ class Pipeline:
         if io.exists(target):
             return
         started, step = time.time(), "stage0_finetune" if name == "vanilla" else f"stage0_{name}"
-        # Keyed by the data's content too: the same data config can name different data (an edited JSONL file).
+        # Keyed by the data's content too: the same data config can name different data (an edited JSONL file), and
+        # the same replay count other instructions (another grail version's list).
         key = f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{self.run_folder.data_hash}"
+        if self.config.finetune.replay_weight:
+            instructions = replay_instructions(self.config.data.general_replay, self.config.seed)
+            key += "-" + hashlib.sha256("\n".join(instructions).encode()).hexdigest()[:8]
         cached = cache_dir() / name / key
         if io.exists(cached):
             io.copy_dir(cached, target)
