@@ -318,6 +318,10 @@ class UnlearnConfig(_Section):
     """Check the utility budget every this many steps (and at the end of each epoch), and keep the last weights
     within it: ascent's damage comes in bursts, and an epoch-wide check throws away up to a whole epoch of
     forgetting (or keeps a whole epoch too many). 0: at the end of each epoch only."""
+    budget_backoff: int = 0
+    """When the utility budget is crossed: go back to the last weights within it and go on at half the learning
+    rate, up to this many times, instead of stopping there (a burst of ascent then costs a step size, not the rest
+    of the forgetting). 0: stop at the first crossing."""
 
     def _ranges(self) -> list[tuple[bool, str, str]]:
         return [
@@ -335,6 +339,7 @@ class UnlearnConfig(_Section):
             (self.utility_budget is None or self.utility_budget > 1, "utility_budget",
              "> 1 (a multiple of the vanilla model's utility-check perplexity) or null"),
             (self.utility_check_steps >= 0, "utility_check_steps", ">= 0 (0: once an epoch)"),
+            (self.budget_backoff >= 0, "budget_backoff", ">= 0"),
         ]
 
 

@@ -158,6 +158,21 @@ def test_utility_budget_stops_and_keeps_the_last_weights_within_it(tiny_lora, ti
     assert len(log) == -(-3 // checks_per_epoch)  # the third check is in this epoch
 
 
+def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_encoded):
+    """Crossing the budget with ``budget_backoff: 2``: back to the last weights within it, on at half the
+    learning rate, twice; the third crossing stops the stage as without backoff."""
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    utility, within = _scripted_utility(params, [10.0, 11.0, 30.0, 12.0, 30.0, 30.0])
+    forget, retain = _split(tiny_encoded)
+    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, utility_check_steps=1, epochs=8, lr=1e-2,
+                           batch_size=4, target_us=None, budget_backoff=2)
+    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, utility=utility)
+    backoffs = [entry["budget_spent"]["lr_now"] for entry in log if "lr_now" in entry.get("budget_spent", {})]
+    assert backoffs == [5e-3, 2.5e-3] and "utility budget spent" in log[-1]["stop"]
+    assert "stop" not in log[0] and all(torch.equal(p.detach(), within[-1][n]) for n, p in params.items())
+
+
 def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_encoded):
     """With general_weight, stage 3 stays closer to the base model's distributions on the replay data."""
     import copy

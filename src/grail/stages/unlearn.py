@@ -123,7 +123,7 @@ def masked_update(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimi
     if config.max_grad_norm:
         torch.nn.utils.clip_grad_norm_(list(params.values()), config.max_grad_norm)
     if config.weight_decay:
-        factor = config.lr * config.weight_decay
+        factor = optimizer.param_groups[0]["lr"] * config.weight_decay  # the step size now (budget_backoff halves it)
         movable = None if masks is None else masks.movable()
         with torch.no_grad():
             for name, param in params.items():
@@ -277,8 +277,12 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         log["reverted"] = True
 
     def should_stop(epoch: int, log: dict) -> str | None:
-        if "budget_spent" in log:  # run_epoch has already gone back to the last weights within the budget
-            spent = log["budget_spent"]
+        spent = log.get("budget_spent")  # run_epoch has already gone back to the last weights within the budget
+        lr = optimizer.param_groups[0]["lr"]  # restored with the optimizer on resume: it counts the halvings
+        if spent is not None and round(math.log2(config.lr / lr)) < config.budget_backoff:
+            for group in optimizer.param_groups:  # go on from there, at half the step size
+                group["lr"] = spent["lr_now"] = lr / 2
+        elif spent is not None:
             kept = f"step {spent['kept_step']} of this epoch" if spent["kept_step"] else "the epoch before"
             return f"utility budget spent: utility-check PPL {spent['utility_ppl']:.1f} > {config.utility_budget} x " \
                    f"{start_utility:.1f} at step {spent['step']}; kept the weights of {kept}"
