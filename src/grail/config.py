@@ -318,7 +318,7 @@ class UnlearnConfig(_Section):
     """Check the utility budget every this many steps (and at the end of each epoch), and keep the last weights
     within it: ascent's damage comes in bursts, and an epoch-wide check throws away up to a whole epoch of
     forgetting (or keeps a whole epoch too many). 0: at the end of each epoch only."""
-    budget_backoff: int = 0
+    budget_backoff: int = 3
     """When the utility budget is crossed: go back to the last weights within it and go on at half the learning
     rate, up to this many times, instead of stopping there (a burst of ascent then costs a step size, not the rest
     of the forgetting). 0: stop at the first crossing."""
