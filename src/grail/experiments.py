@@ -26,7 +26,7 @@ from grail.data.examples import DataError
 from grail.figures import plot_jaccard, plot_pareto, plot_scatter, plot_sweep, top_sets
 from grail.general_eval import general_ability, task_manager
 from grail.methods import Method, get_method, sweep_methods
-from grail.pipeline import GRAIL, Masks, Phase, Pipeline, weights_folder
+from grail.pipeline import GRAIL, Masks, Phase, Pipeline, unlearned_methods, weights_folder
 from grail.stages.gradients import gradient_means
 from grail.stages.localize import localize, memflex_frozen, memflex_selection
 
@@ -173,7 +173,7 @@ class Experiments(Pipeline):
         """lm-eval (or the probe, offline) on the vanilla model, GRAIL and every method in RUN/methods/ (Table II);
         writes evaluations/general_<model>.json and comparison/table2_general.{md,csv}."""
         models = ["vanilla"] + ([GRAIL] if io.exists(self.path(weights_folder(GRAIL))) else [])
-        models += [folder.parent.name for folder in sorted(self.path("methods").glob("*/adapter_unlearned"))]
+        models += unlearned_methods(self.folder)
         results: dict[str, dict] = {}
         manager = task_manager(include_path)
         unavailable = None

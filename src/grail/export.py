@@ -26,8 +26,10 @@ from grail import __version__, io
 from grail.config import RunConfig, build_config, read_yaml_mapping
 from grail.data.loaders import load_jsonl
 from grail.models import EMBEDDED_MODEL, TINY_MODEL, load_base, make_trainable
-from grail.pipeline import GRAIL, weights_folder
+from grail.pipeline import GRAIL, unlearned_methods, weights_folder
+from grail.report import mask_summary
 from grail.run_folder import RunFolderError
+from grail.stages.localize import unflatten_masks
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -47,17 +49,12 @@ def portable_base(config: RunConfig) -> str | None:
 
 def unlearned_models(run: Path) -> list[str]:
     """The methods of a run folder that have an unlearned model to export."""
-    methods = sorted(p.name for p in (run / "methods").glob("*") if (run / weights_folder(p.name)).is_dir())
-    return [GRAIL] * (run / weights_folder(GRAIL)).is_dir() + methods
+    return [GRAIL] * (run / weights_folder(GRAIL)).is_dir() + unlearned_methods(run)
 
 
 def _mask_summary(path: Path) -> dict[str, Any] | None:
-    """How many trainable entries the method's masks froze (None: the method used no masks)."""
-    if not path.is_file():
-        return None
-    frozen = [t for name, t in io.load_tensors(path).items() if name.startswith("frozen.")]
-    entries = sum(t.numel() for t in frozen)
-    return {"entries": entries, "frozen_fraction": sum(int(t.sum()) for t in frozen) / max(entries, 1)}
+    """The method's masks as results.json summarizes GRAIL's (None: the method used no masks)."""
+    return mask_summary(unflatten_masks(io.load_tensors(path))) if path.is_file() else None
 
 
 def _run_facts(run: Path, method: str) -> dict[str, Any]:

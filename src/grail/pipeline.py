@@ -75,6 +75,11 @@ Phase = tuple[str, list[str], Masks | None]
 """One stage-3 pass: (name, the domains it unlearns, the masks from stage 2 or None)."""
 
 
+def unlearned_methods(folder: Path) -> list[str]:
+    """The methods (other than GRAIL) whose unlearned model a run folder holds, by name."""
+    return [f.parent.name for f in sorted((folder / "methods").glob("*/adapter_unlearned"))]
+
+
 def weights_folder(model: str) -> str:
     """Where a model's trained weights are, relative to the run folder."""
     if model in ("vanilla", ORACLE):

@@ -31,7 +31,7 @@ from grail.batching import Encoded, encode_all
 from grail.data.examples import DataError, Example
 from grail.evaluation import generate, teacher_forced
 from grail.metrics import contains_span, rouge_l
-from grail.pipeline import GRAIL, ORACLE, Pipeline, weights_folder
+from grail.pipeline import GRAIL, ORACLE, Pipeline, unlearned_methods, weights_folder
 
 REFERENCE_MODELS = ("oracle", "vanilla")
 Key = str | tuple[str, str]
@@ -60,7 +60,7 @@ class Attacks:
 
     def models(self, methods: list[str] | None = None) -> list[str]:
         """The oracle, the vanilla model, GRAIL (once trained) and the methods in the folder (or ``methods``)."""
-        present = [f.parent.name for f in sorted(self.pipeline.path("methods").glob("*/adapter_unlearned"))]
+        present = unlearned_methods(self.pipeline.folder)
         unknown = sorted(set(methods or []) - set(present))
         if unknown:
             raise DataError(f"--methods: {unknown} not in {self.pipeline.folder / 'methods'} (present: {present}); "

@@ -47,14 +47,14 @@ def read_config(dataset: str, config: str, optional: bool = False) -> dict[str, 
 
 
 def pick_split(splits: dict[str, Records], names: tuple[str, ...], dataset: str, config: str,
-               optional: bool = False) -> Records | None:
-    """The first of ``names`` (one split under the names dataset revisions gave it) that the config has; says
-    which when it is not the first."""
+               optional: bool = False) -> tuple[str, Records] | None:
+    """(name, records) of the first of ``names`` (one split under the names dataset revisions gave it) that the
+    config has; says which when it is not the first."""
     for name in names:
         if name in splits:
             if name != names[0]:
                 log.info("%s: using split %r (this revision's name for %r)", where(dataset, config), name, names[0])
-            return splits[name]
+            return name, splits[name]
     if optional:
         return None
     raise DataError(f"{where(dataset, config)}: no split {' or '.join(map(repr, names))} (it has "

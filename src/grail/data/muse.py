@@ -57,10 +57,7 @@ class _Corpus:
               split_optional: bool = False) -> tuple[str, Records] | None:
         """(the split's name in this revision, its records); None for an optional config or split it lacks."""
         splits = read_config(self.dataset, config, config_optional)
-        rows = None if splits is None else pick_split(splits, names, self.dataset, config, split_optional)
-        if rows is None:
-            return None
-        return next(n for n in names if n in splits), rows
+        return None if splits is None else pick_split(splits, names, self.dataset, config, split_optional)
 
     def field(self, config: str, split: str, rows: Records, *keys: str) -> list[tuple[str, ...]]:
         return [tuple(text_field(r, k, where(self.dataset, config, split, i)) for k in keys)

@@ -34,7 +34,7 @@ def _rows(dataset: str, config: str, optional: bool = False) -> Records | None:
     splits = read_config(dataset, config, optional)
     if splits is None:
         return None
-    return pick_split(splits, ("train",), dataset, config)
+    return pick_split(splits, ("train",), dataset, config)[1]
 
 
 def _questions(dataset: str, config: str, rows: Records) -> list[Example]:
