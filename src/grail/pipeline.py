@@ -61,6 +61,7 @@ from grail.stages.gradients import importance, importance_by_dataset
 from grail.stages.localize import GENERAL_DATASET, Localizer, flatten_masks, localize, unflatten_masks
 from grail.stages.objectives import TopK, reference_log_probs, topk_reference
 from grail.stages.unlearn import UpdateMasks, unlearn
+from grail.training import LOOP_VERSION
 
 STAGES = ("finetune", "localize", "unlearn", "evaluate")
 GRAIL = "grail"
@@ -143,7 +144,8 @@ class Pipeline:
         started, step = time.time(), "stage0_finetune" if name == "vanilla" else f"stage0_{name}"
         # Keyed by the data's content too: the same data config can name different data (an edited JSONL file), and
         # the same replay count other instructions (another grail version's list).
-        key = f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{self.run_folder.data_hash}"
+        key = (f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{self.run_folder.data_hash}"
+               f"-v{LOOP_VERSION}")
         if self.config.finetune.replay_weight:
             instructions = replay_instructions(self.config.data.general_replay, self.config.seed)
             key += "-" + hashlib.sha256("\n".join(instructions).encode()).hexdigest()[:8]

@@ -1,8 +1,9 @@
 """What stage 0 (fine-tuning) and stage 3 (unlearning) share: the epoch loop with resumable checkpoints.
 
-An epoch's data order depends only on (seed, epoch), and a checkpoint holds the trainable weights, the
-optimizer state and the RNG state after each epoch, so a run interrupted at any point and resumed gives the
-same weights as an uninterrupted one.
+An epoch's data order depends only on (seed, epoch); torch's global RNG (LoRA dropout) is seeded when a stage
+starts from its first epoch, so a stage's result does not depend on what ran before it in the process (stage 0
+or not); a checkpoint holds the trainable weights, the optimizer state and the RNG state after each epoch, so a
+run interrupted at any point and resumed gives the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from torch import nn
 
 from grail import distributed
 from grail.models import set_trainable, trainable_state
+
+LOOP_VERSION = 2
+"""Part of the key of cached models: raised when the same config trains other weights (2: torch seeded per stage)."""
 
 EpochFn = Callable[[int, random.Random, list[dict[str, Any]]], dict[str, Any]]
 """Runs one epoch (given its index, its data-order RNG and the logs of the epochs before) and returns its log."""
@@ -71,6 +75,8 @@ def run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, epochs: int, 
                on_epoch_end: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Run (or resume) up to ``epochs`` epochs, stopping early when ``should_stop`` gives a reason."""
     start, history = checkpoint.load(model, optimizer)
+    if start == 0:
+        torch.manual_seed(seed)  # on resume, the checkpoint restored the RNG state instead
     if history and history[-1].get("stop"):
         return history
     for epoch in range(start, epochs):
