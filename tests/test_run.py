@@ -138,6 +138,20 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch)
     assert results_a["models"] == results_b["models"]
 
 
+def test_a_run_trains_the_same_models_whether_stage_0_ran_in_its_process_or_came_from_the_cache(tmp_path,
+                                                                                           monkeypatch):
+    """Stage 3's dropout draws and its utility budget's reference must not depend on what ran before it."""
+    config = build_config(TINY)
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    Pipeline(tmp_path / "fresh", config).run()  # stage 0 trains here, then stage 3 in the same process
+    torch.rand(1000)  # whatever else this process drew
+    Pipeline(tmp_path / "cached", config).run()  # the vanilla model from the cache
+    a, b = (read_trainable_file(tmp_path / x / "adapter_unlearned") for x in ("fresh", "cached"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    logs = [io.read_json(tmp_path / x / "adapter_unlearned" / "training_log.json") for x in ("fresh", "cached")]
+    assert logs[0] == logs[1]
+
+
 def test_a_users_adapter_is_copied_not_trained(finished_run, tmp_path, monkeypatch):
     monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
     byo = str(finished_run / "adapter_vanilla")

@@ -28,6 +28,7 @@ from grail.metrics import (
     rouge_l,
     token_accuracy,
 )
+from grail.models import eval_mode
 
 
 @torch.no_grad()
@@ -37,7 +38,8 @@ def teacher_forced(model: nn.Module, items: Sequence[Encoded], pad_id: int, batc
     accuracy, log_prob, decoded = [0.0] * len(items), [0.0] * len(items), [[] for _ in items]
     for index in batches(items, batch_size):
         batch = collate([items[i] for i in index], pad_id).to(device)
-        logits = answer_logits(model, batch)
+        with eval_mode(model):  # called mid-training too (stage 3's utility checks): scores never see dropout
+            logits = answer_logits(model, batch)
         acc = token_accuracy(logits, batch.targets, batch.answer_mask)
         lp = mean_log_prob(logits, batch.targets, batch.answer_mask)
         argmax = logits.argmax(-1)
@@ -63,9 +65,10 @@ def generate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: Sequ
         for row, i in enumerate(index):
             ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
             mask[row, width - len(prompts[i]):] = 1
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=max(budgets[i] for i in index), pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id)
+        with eval_mode(model):
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                                 max_new_tokens=max(budgets[i] for i in index), pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
         for row, i in enumerate(index):
             new = out[row, width:width + budgets[i]].tolist()
             if tokenizer.eos_token_id in new:
@@ -175,8 +178,6 @@ def evaluate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, benchmark: Be
              measured: bool = True) -> dict:
     """Scores of every set (``measured=False``: forget and retain only, the fast check during unlearning),
     US/RS/HS (RS_heldout, US_paraphrase) per domain and averaged, and optionally the general scope."""
-    was_training = model.training
-    model.eval()
     domains: dict[str, dict] = {}
     sets = list(benchmark.measured_sets() if measured else benchmark.datasets())
     for domain, name, examples in tqdm(sets, desc="evaluate", disable=not progress, leave=False):
@@ -192,5 +193,4 @@ def evaluate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, benchmark: Be
             scores = score_set(model, tokenizer, knowledge, items, batch_size, device, max_new_tokens)
             result["general"].update(knowledge=scores, knowledge_accuracy=scores["accuracy"],
                                      knowledge_n=scores["n"])
-    model.train(was_training)
     return result

@@ -14,6 +14,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from grail.evaluation import general_scores
+from grail.models import eval_mode
 
 DEFAULT_TASKS = ("mmlu", "arc_challenge", "truthfulqa_mc2", "siqa", "race")
 
@@ -56,14 +57,12 @@ def general_ability(model: nn.Module, tokenizer: PreTrainedTokenizerBase, tasks:
                     limit: int | None, batch_size: int, device: str, unavailable: str | None = None) -> dict:
     """lm-eval scores, or (with the reason) the built-in probe when the tasks cannot be loaded. ``unavailable``:
     a reason already known (an earlier model's tasks failed), so lm-eval is not tried again."""
-    was_training = model.training
-    model.eval()
     try:
         if unavailable is None:
-            return {"source": "lm-eval", "tasks": lm_eval_scores(model, tokenizer, tasks, manager, limit, batch_size)}
+            with eval_mode(model):
+                return {"source": "lm-eval", "tasks": lm_eval_scores(model, tokenizer, tasks, manager, limit,
+                                                                     batch_size)}
     except TasksUnavailable as err:
         unavailable = str(err)[:500]
-    finally:
-        model.train(was_training)
     return {"source": "built-in probe", "reason": unavailable,
             "probe": general_scores(model, tokenizer, batch_size, device)}

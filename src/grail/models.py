@@ -111,6 +111,18 @@ def load_base(config: ModelConfig, seed: int = 0) -> tuple[PreTrainedModel, PreT
     return model, tokenizer
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode (no dropout) inside the block, in its former mode after: every score and every
+    gradient of an example itself is taken without dropout, whatever stage the model is in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def target_linear_names(model: nn.Module, target_modules: str | list[str]) -> list[str]:
     """Names of the linear layers that train: peft's rule for ``all-linear`` (every nn.Linear but the output head)."""
     output_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None

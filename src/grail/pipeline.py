@@ -44,6 +44,7 @@ from grail.evaluation import evaluate, text_items, utility_check_ppl
 from grail.models import (
     base_weights,
     cache_dir,
+    eval_mode,
     load_base,
     load_trainable_state,
     make_trainable,
@@ -270,13 +271,8 @@ class Pipeline:
 
         @torch.no_grad()
         def log_probs(items: list[Encoded]) -> dict[Encoded, torch.Tensor]:
-            was_training = model.training
-            with swapped_trainable(model, oracle, "adapter_oracle"):
-                model.eval()
-                try:
-                    return reference_log_probs(model, items, self.tokenizer.pad_token_id, self.device, full=False)
-                finally:
-                    model.train(was_training)
+            with swapped_trainable(model, oracle, "adapter_oracle"), eval_mode(model):
+                return reference_log_probs(model, items, self.tokenizer.pad_token_id, self.device, full=False)
 
         return log_probs
 

@@ -35,11 +35,8 @@ def replay_instructions(count: int, seed: int) -> list[str]:
 def generate_replay(model: nn.Module, tokenizer: PreTrainedTokenizerBase, instructions: Sequence[str],
                     batch_size: int, device: torch.device | str) -> list[dict]:
     """The model's greedy answers: [{"instruction", "response", "finished"}] (finished: it ended with EOS)."""
-    was_training = model.training
-    model.eval()
     prompts = chat_prompts(tokenizer, instructions)
     responses = generate(model, tokenizer, prompts, MAX_NEW_TOKENS, batch_size, device, keep_ids=True)
-    model.train(was_training)
     return [{"instruction": q, "response": tokenizer.decode(ids, skip_special_tokens=True).strip(),
              "finished": tokenizer.eos_token_id in ids} for q, ids in zip(instructions, responses)]
 

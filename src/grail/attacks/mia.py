@@ -28,6 +28,7 @@ from scipy.stats import ks_2samp, rankdata
 from torch import nn
 
 from grail.batching import Encoded, answer_logits, batches, collate
+from grail.models import eval_mode
 
 MIA_SCORES = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
@@ -56,15 +57,13 @@ def statistics_from_logits(logits: torch.Tensor, targets: torch.Tensor, mask: to
 @torch.no_grad()
 def token_statistics(model: nn.Module, items: Sequence[Encoded], pad_id: int, batch_size: int,
                      device: torch.device | str) -> list[TokenStatistics]:
-    was_training = model.training
-    model.eval()
     out: list[TokenStatistics | None] = [None] * len(items)
-    for index in batches(items, batch_size):
-        batch = collate([items[i] for i in index], pad_id).to(device)
-        for i, stats in zip(index, statistics_from_logits(answer_logits(model, batch), batch.targets,
-                                                          batch.answer_mask)):
-            out[i] = stats
-    model.train(was_training)
+    with eval_mode(model):
+        for index in batches(items, batch_size):
+            batch = collate([items[i] for i in index], pad_id).to(device)
+            for i, stats in zip(index, statistics_from_logits(answer_logits(model, batch), batch.targets,
+                                                              batch.answer_mask)):
+                out[i] = stats
     return out  # type: ignore[return-value]
 
 

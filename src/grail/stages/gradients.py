@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from grail import distributed
 from grail.batching import Encoded, answer_logits, collate, per_example_loss
 from grail.config import GradientConfig
-from grail.models import canonical_name
+from grail.models import canonical_name, eval_mode
 
 
 def corrupt_answers(items: Sequence[Encoded], trials: int, vocab_size: int,
@@ -131,16 +131,14 @@ def gradient_means(model: nn.Module, items: Sequence[Encoded], config: GradientC
     rows = sorted(corrupt_answers(items, config.trials, vocab_size, generator), key=len)
     batches = distributed.shard([rows[i:i + config.batch_size] for i in range(0, len(rows), config.batch_size)])
     layers = scored_linears(model)
-    was_training = model.training
-    model.eval()  # no dropout: the gradient of the example itself
     embed = model.get_input_embeddings()
-    with PerExampleGradientSums(layers, absolute) as stats, activation_gradients_only(model):
+    # eval mode, no dropout: the gradient of the example itself
+    with eval_mode(model), PerExampleGradientSums(layers, absolute) as stats, activation_gradients_only(model):
         for rows_of_batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
             batch = collate(rows_of_batch, pad_id).to(device)
             embeds = embed(batch.input_ids).detach().requires_grad_(True)
             loss = per_example_loss(answer_logits(model, batch, inputs_embeds=embeds), batch).sum()
             loss.backward()
-    model.train(was_training)
     distributed.sum_across(stats.sums.values())
     return {name: (s / len(rows)).float() for name, s in stats.sums.items()}
 

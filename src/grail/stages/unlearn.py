@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from grail import distributed
 from grail.batching import Encoded
 from grail.config import UnlearnConfig
-from grail.models import trainable_parameters
+from grail.models import eval_mode, trainable_parameters
 from grail.stages import objectives
 from grail.training import Checkpoint, run_epochs
 
@@ -179,11 +179,9 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     setup = objectives.Setup(config, pad_id, device, seed, model.config.vocab_size, oracle_log_probs)
     forget_objective = objectives.FORGET_OBJECTIVES[config.forget_objective]
     retain_objective = objectives.RETAIN_OBJECTIVES[config.retain_objective]
-    was_training = model.training
-    model.eval()
-    forget_prepared = forget_objective.prepare(model, [x for xs in forget_pools.values() for x in xs], setup)
-    retain_prepared = retain_objective.prepare(model, retain_pool, setup)
-    model.train(was_training)
+    with eval_mode(model):
+        forget_prepared = forget_objective.prepare(model, [x for xs in forget_pools.values() for x in xs], setup)
+        retain_prepared = retain_objective.prepare(model, retain_pool, setup)
 
     def forget_term(items: list[Encoded]) -> tuple[torch.Tensor, float]:
         return forget_objective.loss(model, items, setup, forget_prepared)
@@ -214,12 +212,9 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         if not isinstance(forget_prepared, objectives.AscentStop):  # other objectives have no such stop
             return {d: 100.0 for d in forget_pools}
         stop = forget_prepared
-        was_training = model.training
-        model.eval()
-        share = {d: objectives.ascendable_share(model, items, pad_id, device, stop.cap, stop.only_predicted,
-                                                stop.floor) for d, items in forget_pools.items()}
-        model.train(was_training)
-        return share
+        with eval_mode(model):
+            return {d: objectives.ascendable_share(model, items, pad_id, device, stop.cap, stop.only_predicted,
+                                                   stop.floor) for d, items in forget_pools.items()}
 
     def still_forgetting(history: list[dict]) -> list[str]:
         """Domains that have neither reached the target nor run out of tokens to ascend (by the last check)."""
