@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
+from tiny_configs import lora_on
 
 from grail.batching import encode_all
 from grail.config import ModelConfig
 from grail.data.builtin import builtin_benchmark
-from grail.models import load_base, make_trainable
+from grail.models import load_base
 
 
 @pytest.fixture(autouse=True)
@@ -28,18 +28,9 @@ def tiny_base():
 
 @pytest.fixture
 def tiny_lora(tiny_base):
-    """A fresh LoRA model on the tiny base (the base is shared and frozen; LoRA B gets non-zero values so every
-    LoRA tensor has a gradient)."""
-    import copy
-
+    """A fresh LoRA model on the tiny base (the base is shared and frozen)."""
     base, tokenizer = tiny_base
-    torch.manual_seed(0)
-    model = make_trainable(copy.deepcopy(base), ModelConfig(name="tiny", lora_r=4, lora_alpha=8, lora_dropout=0.0))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    return model, tokenizer
+    return lora_on(base), tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,13 @@
 """Scores are taken without dropout whatever mode the model is in (stage 3 checks its utility budget mid-epoch)."""
 
-import copy
+from tiny_configs import lora_on
 
-import torch
-
-from grail.config import ModelConfig
 from grail.evaluation import generate, teacher_forced, utility_check_ppl
-from grail.models import make_trainable
 
 
 def test_scores_mid_training_see_no_dropout_and_leave_the_model_training(tiny_base, tiny_encoded):
     base, tokenizer = tiny_base
-    torch.manual_seed(0)
-    model = make_trainable(copy.deepcopy(base), ModelConfig(name="tiny", lora_r=4, lora_alpha=8, lora_dropout=0.5))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)  # LoRA on: its dropout changes the output
+    model = lora_on(base, dropout=0.5, b_scale=0.5)  # LoRA large enough that its dropout changes the output
     items = tiny_encoded["privacy/forget"]
     model.eval()
     reference = (teacher_forced(model, items, tokenizer.pad_token_id, 4, "cpu"),

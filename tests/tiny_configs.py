@@ -1,5 +1,12 @@
-"""Run configs of the tiny model shared by the end-to-end tests (tests/ is on sys.path: pytest puts conftest.py's
-folder there)."""
+"""Run configs of the tiny model shared by the end-to-end tests, and its LoRA model (tests/ is on sys.path: pytest
+puts conftest.py's folder there)."""
+
+import copy
+
+import torch
+
+from grail.config import ModelConfig
+from grail.models import make_trainable
 
 TINY_RUN = {
     "model": {"name": "tiny", "lora_r": 4, "lora_alpha": 8},
@@ -10,3 +17,15 @@ TINY_RUN = {
     "evaluate": {"max_new_tokens": 4, "mmlu_per_subject": 1},
 }
 """LoRA on the tiny Llama, one person and one book: every stage in seconds."""
+
+
+def lora_on(base, dropout: float = 0.0, b_scale: float = 0.02):
+    """A fresh LoRA model on a copy of ``base`` whose LoRA B has non-zero values (so every LoRA tensor has a
+    gradient and LoRA changes the output)."""
+    torch.manual_seed(0)
+    model = make_trainable(copy.deepcopy(base), ModelConfig(name="tiny", lora_r=4, lora_alpha=8, lora_dropout=dropout))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, b_scale)
+    return model
