@@ -36,16 +36,16 @@ def teacher_forced(model: nn.Module, items: Sequence[Encoded], pad_id: int, batc
                    device: torch.device | str) -> tuple[list[float], list[float], list[list[int]]]:
     """Per example: answer-token accuracy in [0, 1], mean log-probability, and the argmax decode's ids."""
     accuracy, log_prob, decoded = [0.0] * len(items), [0.0] * len(items), [[] for _ in items]
-    for index in batches(items, batch_size):
-        batch = collate([items[i] for i in index], pad_id).to(device)
-        with eval_mode(model):  # called mid-training too (stage 3's utility checks): scores never see dropout
+    with eval_mode(model):  # called mid-training too (stage 3's utility checks): scores never see dropout
+        for index in batches(items, batch_size):
+            batch = collate([items[i] for i in index], pad_id).to(device)
             logits = answer_logits(model, batch)
-        acc = token_accuracy(logits, batch.targets, batch.answer_mask)
-        lp = mean_log_prob(logits, batch.targets, batch.answer_mask)
-        argmax = logits.argmax(-1)
-        for row, i in enumerate(index):
-            accuracy[i], log_prob[i] = acc[row].item(), lp[row].item()
-            decoded[i] = argmax[row][batch.answer_mask[row]].tolist()
+            acc = token_accuracy(logits, batch.targets, batch.answer_mask)
+            lp = mean_log_prob(logits, batch.targets, batch.answer_mask)
+            argmax = logits.argmax(-1)
+            for row, i in enumerate(index):
+                accuracy[i], log_prob[i] = acc[row].item(), lp[row].item()
+                decoded[i] = argmax[row][batch.answer_mask[row]].tolist()
     return accuracy, log_prob, decoded
 
 
@@ -58,22 +58,22 @@ def generate(model: nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: Sequ
     budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     items = [Encoded(tuple(p), ()) for p in prompts]
     texts: list = [""] * len(prompts)
-    for index in batches(items, batch_size):
-        width = max(len(prompts[i]) for i in index)
-        ids = torch.full((len(index), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(index):
-            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]):] = 1
-        with eval_mode(model):
+    with eval_mode(model):
+        for index in batches(items, batch_size):
+            width = max(len(prompts[i]) for i in index)
+            ids = torch.full((len(index), width), tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, i in enumerate(index):
+                ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+                mask[row, width - len(prompts[i]):] = 1
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                                  max_new_tokens=max(budgets[i] for i in index), pad_token_id=tokenizer.pad_token_id,
                                  eos_token_id=tokenizer.eos_token_id)
-        for row, i in enumerate(index):
-            new = out[row, width:width + budgets[i]].tolist()
-            if tokenizer.eos_token_id in new:
-                new = new[:new.index(tokenizer.eos_token_id) + 1]
-            texts[i] = new if keep_ids else tokenizer.decode(new, skip_special_tokens=True)
+            for row, i in enumerate(index):
+                new = out[row, width:width + budgets[i]].tolist()
+                if tokenizer.eos_token_id in new:
+                    new = new[:new.index(tokenizer.eos_token_id) + 1]
+                texts[i] = new if keep_ids else tokenizer.decode(new, skip_special_tokens=True)
     return texts
 
 
