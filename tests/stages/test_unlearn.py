@@ -109,6 +109,23 @@ def test_unlearning_one_domain_stops_at_its_target_whatever_the_others_us(tiny_l
     assert len(log) == 1 and log[-1]["stop"].startswith("target met")
 
 
+def test_the_epoch_cap_only_truncates_the_run(tiny_lora, tiny_encoded):
+    """Nothing in stage 3 depends on ``epochs`` but where it ends (no schedule over the budget): raising the cap
+    cannot change a run that a stop rule ends first, and a capped run is the start of a longer one."""
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    start = {n: p.detach().clone() for n, p in params.items()}
+    logs, weights = {}, {}
+    for epochs in (2, 3):
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(start[n])
+        logs[epochs] = _run(model, tokenizer, tiny_encoded, None, epochs=epochs, weight_decay=0.01)
+        weights[epochs] = {n: p.detach().clone() for n, p in params.items()}
+    assert logs[2] == logs[3][:2]
+    assert len(logs[3]) == 3 and any(not torch.equal(weights[2][n], weights[3][n]) for n in params)
+
+
 def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_encoded):
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
