@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from grail.config import UnlearnConfig
-from grail.models import trainable_parameters
+from grail.models import set_trainable, trainable_parameters, trainable_state
 from grail.stages.unlearn import UpdateMasks, balanced_pools, unlearn
 
 # These tests are of the paper's stage 3 (the replay term and the utility budget have their own tests).
@@ -113,17 +113,14 @@ def test_the_epoch_cap_only_truncates_the_run(tiny_lora, tiny_encoded):
     """Nothing in stage 3 depends on ``epochs`` but where it ends (no schedule over the budget): raising the cap
     cannot change a run that a stop rule ends first, and a capped run is the start of a longer one."""
     model, tokenizer = tiny_lora
-    params = trainable_parameters(model)
-    start = {n: p.detach().clone() for n, p in params.items()}
+    start = trainable_state(model)
     logs, weights = {}, {}
     for epochs in (2, 3):
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(start[n])
+        set_trainable(model, start)
         logs[epochs] = _run(model, tokenizer, tiny_encoded, None, epochs=epochs, weight_decay=0.01)
-        weights[epochs] = {n: p.detach().clone() for n, p in params.items()}
+        weights[epochs] = trainable_state(model)
     assert logs[2] == logs[3][:2]
-    assert len(logs[3]) == 3 and any(not torch.equal(weights[2][n], weights[3][n]) for n in params)
+    assert len(logs[3]) == 3 and any(not torch.equal(weights[2][n], weights[3][n]) for n in start)
 
 
 def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_encoded):
