@@ -25,6 +25,7 @@ def test_yaml_overrides_and_round_trip(tmp_path):
     ("unlearn:\n  policy: both\n", r"unlearn.policy: must be one of \['paper', 'per-objective'\]"),
     ("localize:\n  k_ur: ten\n", r"localize.k_ur: expected float"),
     ("localize:\n  k_ur: 0\n", r"localize.k_ur must be a percentage"),
+    ("unlearn:\n  ascent_margin: -1\n", r"unlearn.ascent_margin must be >= 0"),
     ("gradients:\n  trials: true\n", r"gradients.trials: expected int"),
     ("data:\n  source: jsonl\n", r"data.path must be set for data.source 'jsonl'"),
     ("model: [1, 2]\n", r"model: expected a mapping"),
@@ -105,3 +106,6 @@ def test_an_ignored_field_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # used by NPO: no warning
         build_config({"unlearn": {"npo_beta": 0.5, "forget_objective": "npo"}})
+        build_config({"unlearn": {"ascent_margin": 1.0}})  # the default stop asks "still predicted?"
+    with pytest.warns(UserWarning, match="unlearn.ascent_margin is ignored"):
+        build_config({"unlearn": {"ascent_margin": 1.0, "ascent_stop": "uniform"}})

@@ -308,6 +308,11 @@ class UnlearnConfig(_Section):
     more likely than the oracle (stage 0 without the forget sets, trained first if the run has none) does:
     unlearning aimed at what exact unlearning gives; ``forgotten``, once the model no longer predicts it;
     ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain gradient ascent."""
+    ascent_margin: float = 0.0
+    """With a stop that asks whether the model still predicts a token (``forgotten``, ``reference``): a token
+    counts as predicted until its logit is this many nats below the best other token's, so ascent pushes it that
+    far past the argmax (0: just past it). A forget token barely below the argmax in the trained wording may
+    still be the argmax in another wording of the same question."""
     general_weight: float = 4.0
     """Weight of general replay in every step (KL to the base model on the replay data, as in stage 0):
     general text as a further retain set. 0: the paper's objective."""
@@ -341,6 +346,7 @@ class UnlearnConfig(_Section):
              "> 1 (a multiple of the vanilla model's utility-check perplexity) or null"),
             (self.utility_check_steps >= 0, "utility_check_steps", ">= 0 (0: once an epoch)"),
             (self.budget_backoff >= 0, "budget_backoff", ">= 0"),
+            (self.ascent_margin >= 0, "ascent_margin", ">= 0 (nats)"),
         ]
 
 
@@ -465,6 +471,12 @@ class RunConfig:
         if self.unlearn.npo_beta != UnlearnConfig.npo_beta and self.unlearn.forget_objective != "npo":
             warnings.warn(f"unlearn.npo_beta is ignored: unlearn.forget_objective is "
                           f"{self.unlearn.forget_objective!r}, not 'npo'", stacklevel=2)
+        predicted_stop = self.unlearn.forget_objective == "ascent" and self.unlearn.ascent_stop in ("forgotten",
+                                                                                                    "reference")
+        if self.unlearn.ascent_margin != UnlearnConfig.ascent_margin and not predicted_stop:
+            warnings.warn(f"unlearn.ascent_margin is ignored: it needs forget_objective 'ascent' with ascent_stop "
+                          f"'forgotten' or 'reference' (here {self.unlearn.forget_objective!r}, "
+                          f"{self.unlearn.ascent_stop!r})", stacklevel=2)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -100,6 +100,22 @@ def test_ascendable_tokens_by_hand():
                                                                                   [False, False, True]]
 
 
+def test_ascent_margin_keeps_pushing_a_token_until_it_is_that_far_below_the_best_other():
+    from grail.batching import Batch
+
+    targets = torch.tensor([[1, 1, 1]])
+    batch = Batch(torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long), targets,
+                  torch.ones(1, 3, dtype=torch.bool))
+    # the target's logit against the best other one: 1.0 above, 0.5 below, 2.0 below
+    logits = torch.tensor([[[0.0, 1.0, 0.0], [3.0, 2.5, 0.0], [3.0, 1.0, 0.0]]])
+    ce = torch.zeros(1, 3)
+    assert objectives.ascendable(ce, logits, batch, math.inf, True, None).tolist() == [[True, False, False]]
+    assert objectives.ascendable(ce, logits, batch, math.inf, True, None, 1.0).tolist() == [[True, True, False]]
+    assert objectives.ascendable(ce, logits, batch, math.inf, True, None, 2.5).tolist() == [[True, True, True]]
+    # without a "still predicted" stop the margin means nothing
+    assert objectives.ascendable(ce, logits, batch, math.inf, False, None, 1.0).tolist() == [[True, True, True]]
+
+
 def test_ascent_floor_is_the_models_own_log_probs_nothing_to_push(tiny_lora, tiny_encoded):
     model, tokenizer = tiny_lora
     model.eval()

@@ -86,23 +86,28 @@ def _per_token(batch: Batch, values: dict[Encoded, torch.Tensor], items: Sequenc
 
 
 def ascent_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device, cap: float,
-                only_predicted: bool, floor: dict[Encoded, torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
-    """-mean CE of the answer tokens still known: CE below ``cap``; if asked, still the argmax; given a
-    ``floor`` (per example, each answer token's log-probability under a model that never saw it), still more
-    likely than there."""
+                only_predicted: bool, floor: dict[Encoded, torch.Tensor] | None = None,
+                margin: float = 0.0) -> tuple[torch.Tensor, float]:
+    """-mean CE of the answer tokens still known: CE below ``cap``; if asked, still predicted (the argmax, or
+    within ``margin`` nats of the best other token); given a ``floor`` (per example, each answer token's
+    log-probability under a model that never saw it), still more likely than there."""
     ce, batch, logits = _token_ce(model, items, pad_id, device)
     known = ascendable(ce.detach(), logits.detach(), batch, cap, only_predicted,
-                       None if floor is None else _per_token(batch, floor, items, math.inf))
+                       None if floor is None else _per_token(batch, floor, items, math.inf), margin)
     tokens = batch.answer_mask.sum(1)
     logged = ((ce.detach() * batch.answer_mask).sum(1) / tokens).mean().item()
     return -((ce * known).sum(1) / tokens).mean(), logged
 
 
 def ascendable(ce: torch.Tensor, logits: torch.Tensor, batch: Batch, cap: float, only_predicted: bool,
-               floor: torch.Tensor | None) -> torch.Tensor:
+               floor: torch.Tensor | None, margin: float = 0.0) -> torch.Tensor:
     """Which answer tokens [B, K] ascent still pushes (see ``ascent_loss``)."""
     known = batch.answer_mask & (ce < cap)
-    if only_predicted:
+    if only_predicted and margin:
+        target = logits.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)
+        best_other = logits.scatter(-1, batch.targets.unsqueeze(-1), -math.inf).amax(-1)
+        known &= target > best_other - margin
+    elif only_predicted:
         known &= logits.argmax(-1) == batch.targets
     if floor is not None:  # with a little slack: padding changes a log-probability in its last digits
         known &= -ce > floor + 1e-3
@@ -111,14 +116,14 @@ def ascendable(ce: torch.Tensor, logits: torch.Tensor, batch: Batch, cap: float,
 
 @torch.no_grad()
 def ascendable_share(model: nn.Module, items: Sequence[Encoded], pad_id: int, device, cap: float,
-                     only_predicted: bool, floor: dict[Encoded, torch.Tensor] | None) -> float:
+                     only_predicted: bool, floor: dict[Encoded, torch.Tensor] | None, margin: float = 0.0) -> float:
     """The share (%) of the items' answer tokens that ``ascent_loss`` would still push."""
     pushed = total = 0
     for index in batches(items, 16):
         chunk = [items[i] for i in index]
         ce, batch, logits = _token_ce(model, chunk, pad_id, device)
         known = ascendable(ce, logits, batch, cap, only_predicted,
-                           None if floor is None else _per_token(batch, floor, chunk, math.inf))
+                           None if floor is None else _per_token(batch, floor, chunk, math.inf), margin)
         pushed, total = pushed + known.sum().item(), total + batch.answer_mask.sum().item()
     return 100.0 * pushed / max(total, 1)
 
@@ -217,6 +222,7 @@ class AscentStop:
     cap: float
     only_predicted: bool
     floor: dict[Encoded, torch.Tensor] | None
+    margin: float = 0.0
 
 
 def _prepare_ascent(model: nn.Module, items: list[Encoded], setup: Setup) -> AscentStop:
@@ -232,7 +238,7 @@ def _prepare_ascent(model: nn.Module, items: list[Encoded], setup: Setup) -> Asc
         floor = setup.oracle_log_probs(items)
     # against the oracle, the floor alone decides: a token the oracle predicts too is not pushed below it
     return AscentStop(math.inf if stop == "never" else math.log(setup.vocab_size),
-                      stop in ("forgotten", "reference"), floor)
+                      stop in ("forgotten", "reference"), floor, setup.config.ascent_margin)
 
 
 def _relabelling(how: str) -> Callable[[nn.Module, list[Encoded], Setup], dict[Encoded, Encoded]]:
@@ -248,7 +254,7 @@ def _nothing(model: nn.Module, items: list[Encoded], setup: Setup) -> None:
 
 FORGET_OBJECTIVES: dict[str, Objective] = {
     "ascent": Objective(_prepare_ascent, lambda model, items, s, stop: ascent_loss(
-        model, items, s.pad_id, s.device, stop.cap, stop.only_predicted, stop.floor)),
+        model, items, s.pad_id, s.device, stop.cap, stop.only_predicted, stop.floor, stop.margin)),
     "random_labels": Objective(_relabelling("random_labels"), lambda model, items, s, new: descent_loss(
         model, [new[x] for x in items], s.pad_id, s.device)),
     "adversarial": Objective(_relabelling("adversarial"), lambda model, items, s, new: descent_loss(

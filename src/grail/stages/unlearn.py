@@ -214,7 +214,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         stop = forget_prepared
         with eval_mode(model):
             return {d: objectives.ascendable_share(model, items, pad_id, device, stop.cap, stop.only_predicted,
-                                                   stop.floor) for d, items in forget_pools.items()}
+                                                   stop.floor, stop.margin) for d, items in forget_pools.items()}
 
     def still_forgetting(history: list[dict]) -> list[str]:
         """Domains that have neither reached the target nor run out of tokens to ascend (by the last check)."""
