@@ -291,6 +291,10 @@ class UnlearnConfig(_Section):
     target_us: float | None = 90.0
     """Checked after each epoch: a domain whose Unlearning Success (%) reaches this stops ascending, and the
     stage stops once every domain has; None: ascend every domain for the whole budget."""
+    target_check_steps: int = 0
+    """Also check the target every this many steps, on the forget examples of the domains still ascending: a
+    domain that reaches it stops ascending at once instead of at the end of the epoch (an epoch of ascent past the
+    target costs retention and utility budget for nothing). 0: at the end of each epoch only."""
     divergence_rs_drop: float = 40.0
     """Stop (keeping the last good epoch) if any domain's Retention Success falls this many points below vanilla."""
     max_grad_norm: float = 1.0
@@ -347,6 +351,7 @@ class UnlearnConfig(_Section):
             (self.utility_check_steps >= 0, "utility_check_steps", ">= 0 (0: once an epoch)"),
             (self.budget_backoff >= 0, "budget_backoff", ">= 0"),
             (self.ascent_margin >= 0, "ascent_margin", ">= 0 (nats)"),
+            (self.target_check_steps >= 0, "target_check_steps", ">= 0 (0: once an epoch)"),
         ]
 
 

@@ -172,6 +172,25 @@ def test_utility_budget_stops_and_keeps_the_last_weights_within_it(tiny_lora, ti
     assert len(log) == -(-3 // checks_per_epoch)  # the third check is in this epoch
 
 
+def test_target_checked_within_the_epoch_stops_ascent_at_once(tiny_lora, tiny_encoded):
+    """With ``target_check_steps: 1`` and a target every domain meets at once, the epoch ends after its first step:
+    the weights are those a run checking only at the epoch's end had after that step."""
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    vanilla = trainable_state(model)
+    forget, retain = _split(tiny_encoded)
+    common = {**PAPER, "utility_budget": 1.5, "epochs": 1, "lr": 1e-2, "batch_size": 4, "target_us": 1e-6}
+    utility, after_each_step = _scripted_utility(params, [10.0])
+    unlearn(model, forget, retain, UnlearnConfig(**common, utility_check_steps=1), pad_id=tokenizer.pad_token_id,
+            seed=0, utility=utility)
+    set_trainable(model, vanilla)
+    log = unlearn(model, forget, retain, UnlearnConfig(**common, target_check_steps=1),
+                  pad_id=tokenizer.pad_token_id, seed=0, utility=_scripted_utility(params, [10.0])[0])
+    assert log[0]["target_reached_at_step"] == {domain: 1 for domain in forget}
+    assert all(torch.equal(p.detach(), after_each_step[1][n]) for n, p in params.items())  # [0]: before any step
+    assert not all(torch.equal(p.detach(), after_each_step[-1][n]) for n, p in params.items())
+
+
 def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_encoded):
     """Crossing the budget with ``budget_backoff: 2``: back to the last weights within it, on at half the
     learning rate, twice; the third crossing stops the stage as without backoff."""

@@ -49,9 +49,13 @@ from tqdm.auto import tqdm
 from grail import distributed
 from grail.batching import Encoded
 from grail.config import UnlearnConfig
+from grail.evaluation import teacher_forced
 from grail.models import eval_mode, trainable_parameters
 from grail.stages import objectives
 from grail.training import Checkpoint, run_epochs
+
+_SCORE_BATCH = 32
+"""Examples per forward pass when stage 3 scores its forget examples (``target_check_steps``)."""
 
 
 @dataclass
@@ -223,10 +227,17 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                 and (config.target_us is None or last.get("scores") is None
                      or last["scores"][d]["US"] < config.target_us)]
 
+    def forget_us(domain: str) -> float:
+        """The domain's Unlearning Success on its forget examples now (as ``check`` scores it)."""
+        accuracy = teacher_forced(model, forget_pools[domain], pad_id, _SCORE_BATCH, device)[0]
+        return 100.0 * (1 - mean(accuracy))
+
     def run_epoch(epoch: int, rng: random.Random, history: list[dict]) -> dict:
         model.train()
         previous.update({n: p.detach().clone() for n, p in params.items()})
         active = still_forgetting(history)
+        domain_of = {item: d for d in active for item in forget_pools[d]}
+        reached: dict[str, int] = {}  # domains that reached the target within this epoch: the step
         forget_pool = [item for d in active for item in forget_pools[d]]
         forget_order = rng.sample(forget_pool, len(forget_pool))
         retain_order = rng.sample(retain_pool, len(retain_pool))
@@ -240,22 +251,30 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                                    disable=not progress, leave=False), start=1):
             retain_start = i % len(retain_order)  # fewer forget than retain examples once a domain is done
             general_start = i % len(general_order) if general_order else 0
-            losses.append(step(forget_order[i:i + half], retain_order[retain_start:retain_start + half],
+            forget_batch = [x for x in forget_order[i:i + half] if domain_of[x] not in reached]
+            losses.append(step(forget_batch, retain_order[retain_start:retain_start + half],
                                general_order[general_start:general_start + half]))
+            if config.target_check_steps and config.target_us is not None and k % config.target_check_steps == 0:
+                reached.update({d: k for d in active if d not in reached and forget_us(d) >= config.target_us})
+            done = len(reached) == len(active)  # nothing left to ascend in this epoch
             every = config.utility_check_steps
-            if start_utility is not None and (k == len(steps) or (every and k % every == 0)):
+            if start_utility is not None and (k == len(steps) or done or (every and k % every == 0)):
                 ppl = utility()
                 if ppl > config.utility_budget * start_utility:
                     restore(last_good)
                     spent = {"step": k, "utility_ppl": ppl, "kept_step": last_good_step}
                     break
                 last_good, last_good_step, last_good_ppl = {n: p.detach().clone() for n, p in params.items()}, k, ppl
+            if done:
+                break
         forget_losses, retain_losses = ([x for x in xs if not math.isnan(x)] for xs in zip(*losses)) if losses \
             else ([], [])
         log = {"ascending": active, "forget_loss": mean(forget_losses) if forget_losses else None,
                "retain_loss": mean(retain_losses) if retain_losses else None, "left_to_ascend": left_to_ascend()}
         if spent is not None:
             log["budget_spent"] = spent
+        if reached:
+            log["target_reached_at_step"] = reached
         if check is not None:
             log["scores"] = check()
         if start_utility is not None:
