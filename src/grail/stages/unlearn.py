@@ -20,7 +20,8 @@ Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the who
   ln |V|, that of a uniform guess; ``never``: plain gradient ascent.
 - a domain stops ascending once it has reached ``target_us`` or has nothing left to ascend (every token
   forgotten or down to the base model's), and its retain examples keep descending; so one domain forgetting
-  fast does not keep eroding its own retention while another domain catches up.
+  fast does not keep eroding its own retention while another domain catches up. The target is checked after
+  each epoch and, with ``target_check_steps``, every that many steps within it.
 - ``utility_budget``: once the perplexity of a utility-check text (never trained on, never reported) exceeds
   that multiple of the vanilla model's, the stage stops and keeps the epoch before.
 
@@ -228,7 +229,8 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                      or last["scores"][d]["US"] < config.target_us)]
 
     def forget_us(domain: str) -> float:
-        """The domain's Unlearning Success on its forget examples now (as ``check`` scores it)."""
+        """The domain's Unlearning Success now on the forget examples stage 3 ascends (its whole forget set unless
+        its retain set is smaller: ``balanced_pools``), scored as ``check`` scores US."""
         accuracy = teacher_forced(model, forget_pools[domain], pad_id, _SCORE_BATCH, device)[0]
         return 100.0 * (1 - mean(accuracy))
 
