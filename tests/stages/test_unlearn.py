@@ -191,6 +191,34 @@ def test_target_checked_within_the_epoch_stops_ascent_at_once(tiny_lora, tiny_en
     assert not all(torch.equal(p.detach(), after_each_step[-1][n]) for n, p in params.items())
 
 
+def test_a_domain_at_the_target_within_the_epoch_leaves_the_ascent(tiny_lora, tiny_encoded, monkeypatch):
+    """One domain scores at the target at the first check, the other never: none of the first one's examples is
+    ascended after that step, and the other one ascends to the end of the epoch."""
+    import grail.stages.unlearn as stage3
+    from grail.stages import objectives
+
+    model, tokenizer = tiny_lora
+    forget, retain = _split(tiny_encoded)
+    done, going = sorted(forget)
+    domain_of = {x: d for d, items in forget.items() for x in items}
+    # the check's scores: every token of `done` forgotten (US 100), none of `going` (US 0)
+    monkeypatch.setattr(stage3, "teacher_forced", lambda model, items, *args: (
+        [0.0 if domain_of[x] == done else 1.0 for x in items], None, None))
+    ascended = []  # per step, the domains of its forget examples
+    ascent = objectives.FORGET_OBJECTIVES["ascent"]
+
+    def recording(model, items, setup, prepared):
+        ascended.append({domain_of[x] for x in items})
+        return ascent.loss(model, items, setup, prepared)
+
+    monkeypatch.setitem(objectives.FORGET_OBJECTIVES, "ascent", objectives.Objective(ascent.prepare, recording))
+    config = UnlearnConfig(**PAPER, epochs=1, lr=1e-3, batch_size=4, target_us=50.0, target_check_steps=1)
+    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
+    assert log[0]["target_reached_at_step"] == {done: 1}
+    assert done in ascended[0] and all(step == {going} for step in ascended[1:])
+    assert len(ascended) > 2  # the epoch went on for the other domain
+
+
 def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_encoded):
     """Crossing the budget with ``budget_backoff: 2``: back to the last weights within it, on at half the
     learning rate, twice; the third crossing stops the stage as without backoff."""
