@@ -266,6 +266,11 @@ class LocalizeConfig(_Section):
         ]
 
 
+PREDICTED_STOPS = ("forgotten", "reference")
+"""The ``unlearn.ascent_stop`` values that ascend a forget token only while the model still predicts it (the
+ones ``unlearn.ascent_margin`` applies to)."""
+
+
 @dataclass
 class UnlearnConfig(_Section):
     """Stage 3: gradient ascent on forget examples, descent on retain examples, F frozen exactly."""
@@ -476,8 +481,7 @@ class RunConfig:
         if self.unlearn.npo_beta != UnlearnConfig.npo_beta and self.unlearn.forget_objective != "npo":
             warnings.warn(f"unlearn.npo_beta is ignored: unlearn.forget_objective is "
                           f"{self.unlearn.forget_objective!r}, not 'npo'", stacklevel=2)
-        predicted_stop = self.unlearn.forget_objective == "ascent" and self.unlearn.ascent_stop in ("forgotten",
-                                                                                                    "reference")
+        predicted_stop = self.unlearn.forget_objective == "ascent" and self.unlearn.ascent_stop in PREDICTED_STOPS
         if self.unlearn.ascent_margin != UnlearnConfig.ascent_margin and not predicted_stop:
             warnings.warn(f"unlearn.ascent_margin is ignored: it needs forget_objective 'ascent' with ascent_stop "
                           f"'forgotten' or 'reference' (here {self.unlearn.forget_objective!r}, "

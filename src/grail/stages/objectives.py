@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grail.batching import Batch, Encoded, answer_logits, batches, collate, example_losses
-from grail.config import UnlearnConfig
+from grail.config import PREDICTED_STOPS, UnlearnConfig
 from grail.models import base_weights
 
 
@@ -238,7 +238,7 @@ def _prepare_ascent(model: nn.Module, items: list[Encoded], setup: Setup) -> Asc
         floor = setup.oracle_log_probs(items)
     # against the oracle, the floor alone decides: a token the oracle predicts too is not pushed below it
     return AscentStop(math.inf if stop == "never" else math.log(setup.vocab_size),
-                      stop in ("forgotten", "reference"), floor, setup.config.ascent_margin)
+                      stop in PREDICTED_STOPS, floor, setup.config.ascent_margin)
 
 
 def _relabelling(how: str) -> Callable[[nn.Module, list[Encoded], Setup], dict[Encoded, Encoded]]:
