@@ -3,7 +3,7 @@ import torch
 
 from grail.config import UnlearnConfig
 from grail.models import set_trainable, trainable_parameters, trainable_state
-from grail.stages.unlearn import UpdateMasks, balanced_pools, unlearn
+from grail.stages.unlearn import UpdateMasks, training_pools, unlearn
 
 # These tests are of the paper's stage 3 (the replay term and the utility budget have their own tests).
 PAPER = {"general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform"}
@@ -74,11 +74,43 @@ def test_without_masks_everything_moves_and_the_loss_rises_on_forget(tiny_lora, 
     assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())
 
 
-def test_balanced_pools_truncate_each_domain_to_the_smaller_set(tiny_encoded):
-    forget, retain = _split(tiny_encoded)
-    f, r = balanced_pools(forget, retain, seed=0)
-    assert {d: len(items) for d, items in f.items()} == {d: min(len(forget[d]), len(retain[d])) for d in forget}
-    assert len(r) == sum(len(items) for items in f.values())
+def _uneven(encoded):
+    """Domain ``a`` with more retain than forget examples, ``b`` with fewer: 8 forget, 8 retain in all."""
+    forget, retain = _split(encoded)
+    return ({"a": forget["privacy"][:4], "b": forget["privacy"][4:8]},
+            {"a": retain["privacy"][:6], "b": retain["privacy"][6:8]})
+
+
+def test_balanced_pools_truncate_each_domain_to_the_smaller_set_all_keeps_every_example(tiny_encoded):
+    forget, retain = _uneven(tiny_encoded)
+    f, r = training_pools(forget, retain, seed=0)
+    assert {d: len(items) for d, items in f.items()} == {"a": 4, "b": 2}
+    assert len(r) == 6 and set(r) < set(retain["a"] + retain["b"])
+    f, r = training_pools(forget, retain, seed=0, pools="all")
+    assert {d: set(items) for d, items in f.items()} == {d: set(items) for d, items in forget.items()}
+    assert len(r) == 8 and set(r) == set(retain["a"] + retain["b"])
+
+
+@pytest.mark.parametrize("pools", ["balanced", "all"])
+def test_retain_examples_descended_on(tiny_lora, tiny_encoded, monkeypatch, pools):
+    """``all``: every retain example is in a step's retain half within the epoch; ``balanced`` leaves out the
+    retain examples beyond each domain's forget count (here 2 of 8)."""
+    from grail.stages import objectives
+
+    model, tokenizer = tiny_lora
+    forget, retain = _uneven(tiny_encoded)
+    descended = set()
+    descent = objectives.RETAIN_OBJECTIVES["descent"]
+
+    def recording(model, items, setup, prepared):
+        descended.update(items)
+        return descent.loss(model, items, setup, prepared)
+
+    monkeypatch.setitem(objectives.RETAIN_OBJECTIVES, "descent", objectives.Objective(descent.prepare, recording))
+    config = UnlearnConfig(**PAPER, epochs=1, lr=1e-3, batch_size=4, target_us=None, pools=pools)
+    unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
+    every = set(retain["a"] + retain["b"])
+    assert descended == every if pools == "all" else len(every - descended) == 2
 
 
 def _scripted_check(*results):

@@ -1,7 +1,8 @@
 """Stage 3: unlearning (Algorithm 1). Ascent on forget examples, descent on retain examples, F frozen exactly.
 
 Each step takes half its batch from the forget examples and half from the retain examples of all domains
-(per domain, forget and retain are first truncated to the smaller count, as in the reference code):
+(``pools: balanced``, as in the reference code: per domain, forget and retain are first truncated to the smaller
+count; ``all``: every example, the retain half drawn from a shuffled pass over all retain examples):
 
     loss = - forget_weight * mean CE(forget) + retain_weight * mean CE(retain) [+ general_weight * KL(general)]
 
@@ -140,15 +141,18 @@ def masked_update(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimi
     optimizer.zero_grad(set_to_none=True)
 
 
-def balanced_pools(forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]],
-                   seed: int) -> tuple[dict[str, list[Encoded]], list[Encoded]]:
-    """Each domain's forget and retain sets truncated to the smaller size: (forget by domain, all retain)."""
+def training_pools(forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]], seed: int,
+                   pools: str = "balanced") -> tuple[dict[str, list[Encoded]], list[Encoded]]:
+    """The examples stage 3 trains on: (forget by domain, retain of all domains). ``balanced``: each domain's
+    forget and retain sets truncated to the smaller size (a random subset of the larger); ``all``: every one."""
     rng = random.Random(seed)
     forget_pools, retain_pool = {}, []
     for domain in forget:
-        n = min(len(forget[domain]), len(retain[domain]))
-        forget_pools[domain] = rng.sample(forget[domain], n)
-        retain_pool += rng.sample(retain[domain], n)
+        n_forget = n_retain = min(len(forget[domain]), len(retain[domain]))
+        if pools == "all":
+            n_forget, n_retain = len(forget[domain]), len(retain[domain])
+        forget_pools[domain] = rng.sample(forget[domain], n_forget)
+        retain_pool += rng.sample(retain[domain], n_retain)
     return forget_pools, retain_pool
 
 
@@ -174,7 +178,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     masks = None if masks is None else masks.on(params)
     # Decay is applied by hand (masked, in masked_update), so AdamW itself must not decay.
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)
-    forget_pools, retain_pool = balanced_pools(forget, retain, seed)
+    forget_pools, retain_pool = training_pools(forget, retain, seed, config.pools)
     general_pool = list(general or {}) if config.general_weight else []
     half = config.batch_size // 2
     start_scores = check() if check is not None else None
@@ -230,7 +234,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
 
     def forget_us(domain: str) -> float:
         """The domain's Unlearning Success now on the forget examples stage 3 ascends (its whole forget set unless
-        its retain set is smaller: ``balanced_pools``), scored as ``check`` scores US."""
+        its retain set is smaller under ``pools: balanced``), scored as ``check`` scores US."""
         accuracy = teacher_forced(model, forget_pools[domain], pad_id, _SCORE_BATCH, device)[0]
         return 100.0 * (1 - mean(accuracy))
 
@@ -251,7 +255,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         last_good_ppl = history[-1].get("utility_ppl") if history else start_utility
         for k, i in enumerate(tqdm(steps, desc=f"stage 3: unlearn, epoch {epoch + 1}/{config.epochs}",
                                    disable=not progress, leave=False), start=1):
-            retain_start = i % len(retain_order)  # fewer forget than retain examples once a domain is done
+            retain_start = i % len(retain_order)  # the forget and retain counts differ (a domain done, ``pools: all``)
             general_start = i % len(general_order) if general_order else 0
             forget_batch = [x for x in forget_order[i:i + half] if domain_of[x] not in reached]
             losses.append(step(forget_batch, retain_order[retain_start:retain_start + half],
