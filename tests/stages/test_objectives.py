@@ -4,12 +4,14 @@ import pytest
 import torch
 
 from grail.config import UnlearnConfig
+from grail.methods import METHODS
 from grail.models import trainable_parameters
 from grail.stages import objectives
 from grail.stages.unlearn import unlearn
 
-# These tests are of the paper's stage 3 (the replay term and the utility budget have their own tests).
-PAPER = {"general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform"}
+# These tests are of the paper's stage 3, as the published baselines run it (the replay term, the utility budget
+# and the pools of every example have their own tests).
+PAPER = METHODS["ga-gd-id"].unlearn
 
 
 def test_random_and_adversarial_relabelling(tiny_lora, tiny_encoded):

@@ -2,11 +2,13 @@ import pytest
 import torch
 
 from grail.config import UnlearnConfig
+from grail.methods import METHODS
 from grail.models import set_trainable, trainable_parameters, trainable_state
 from grail.stages.unlearn import UpdateMasks, training_pools, unlearn
 
-# These tests are of the paper's stage 3 (the replay term and the utility budget have their own tests).
-PAPER = {"general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform"}
+# These tests are of the paper's stage 3, as the published baselines run it (the replay term, the utility budget
+# and the pools of every example have their own tests).
+PAPER = METHODS["ga-gd-id"].unlearn
 
 
 def _random_masks(params, seed=0):
@@ -83,7 +85,7 @@ def _uneven(encoded):
 
 def test_balanced_pools_truncate_each_domain_to_the_smaller_set_all_keeps_every_example(tiny_encoded):
     forget, retain = _uneven(tiny_encoded)
-    f, r = training_pools(forget, retain, seed=0)
+    f, r = training_pools(forget, retain, seed=0, pools="balanced")
     assert {d: len(items) for d, items in f.items()} == {"a": 4, "b": 2}
     assert len(r) == 6 and set(r) < set(retain["a"] + retain["b"])
     f, r = training_pools(forget, retain, seed=0, pools="all")
@@ -107,7 +109,7 @@ def test_retain_examples_descended_on(tiny_lora, tiny_encoded, monkeypatch, pool
         return descent.loss(model, items, setup, prepared)
 
     monkeypatch.setitem(objectives.RETAIN_OBJECTIVES, "descent", objectives.Objective(descent.prepare, recording))
-    config = UnlearnConfig(**PAPER, epochs=1, lr=1e-3, batch_size=4, target_us=None, pools=pools)
+    config = UnlearnConfig(**{**PAPER, "pools": pools}, epochs=1, lr=1e-3, batch_size=4, target_us=None)
     unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
     every = set(retain["a"] + retain["b"])
     assert descended == every if pools == "all" else len(every - descended) == 2

@@ -142,7 +142,7 @@ def masked_update(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimi
 
 
 def training_pools(forget: dict[str, list[Encoded]], retain: dict[str, list[Encoded]], seed: int,
-                   pools: str = "balanced") -> tuple[dict[str, list[Encoded]], list[Encoded]]:
+                   pools: str) -> tuple[dict[str, list[Encoded]], list[Encoded]]:
     """The examples stage 3 trains on: (forget by domain, retain of all domains). ``balanced``: each domain's
     forget and retain sets truncated to the smaller size (a random subset of the larger); ``all``: every one."""
     rng = random.Random(seed)
