@@ -292,10 +292,10 @@ class UnlearnConfig(_Section):
     """Examples per step, half forget and half retain."""
     pools: Literal["balanced", "all"] = "all"
     """Which examples stage 3 trains on. ``all``: every forget and every retain example; the steps go over the
-    forget examples and the retain half of each step comes from a shuffled pass over all retain examples.
+    forget examples and the retain half of each step is drawn from all retain examples, in a new order every epoch.
     ``balanced`` (the paper's reference code): per domain, forget and retain are truncated to the smaller count,
     so part of the larger set is never seen: a retain fact stage 3 drops is not protected by its descent (the
-    default benchmark's copyright domain lost 17-24 points on the half it dropped, RESULTS.md)."""
+    default benchmark's copyright domain lost 13-23 points on the half it dropped, RESULTS.md)."""
     epochs: int = 12
     """Most epochs over the forget examples; fewer when a stop rule fires. A cap, not the stopping rule: the target
     and the utility budget stop stage 3 (seed 0 of the default needs 9 epochs to reach the target, RESULTS.md)."""

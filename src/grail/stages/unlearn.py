@@ -2,7 +2,7 @@
 
 Each step takes half its batch from the forget examples and half from the retain examples of all domains
 (``pools: balanced``, as in the reference code: per domain, forget and retain are first truncated to the smaller
-count; ``all``: every example, the retain half drawn from a shuffled pass over all retain examples):
+count; ``all``: every example, the retain half drawn from all retain examples in a new order every epoch):
 
     loss = - forget_weight * mean CE(forget) + retain_weight * mean CE(retain) [+ general_weight * KL(general)]
 
