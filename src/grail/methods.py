@@ -53,7 +53,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("grail", "GRAIL: parameter-wise localization, F = OP-UR | OP-RR frozen (the run's unlearn config)",
            masks="grail"),
     Method("grail-paper", "GRAIL with the paper's objective: no general replay term, no utility budget, ascent to a "
-           "uniform guess", _PAPER, masks="grail"),
+           "uniform guess, balanced pools", _PAPER, masks="grail"),
     Method("grail-no-op-ur", "GRAIL without OP-UR", masks="grail", localize={"use_op_ur": False}),
     Method("grail-no-op-rr", "GRAIL without OP-RR", masks="grail", localize={"use_op_rr": False}),
     Method("grail-no-both", "GRAIL without OP-UR and OP-RR (nothing frozen)", masks="grail",
