@@ -62,6 +62,27 @@ def test_every_objective_trains(tiny_lora, tiny_encoded, forget_objective, retai
         assert log[-1]["forget_loss"] < log[0]["forget_loss"]
 
 
+def test_kl_retention_refuses_a_reference_beyond_its_memory_limit(tiny_lora, tiny_encoded, monkeypatch):
+    """The full-vocabulary reference of every retain token must fit: past the limit, a named error before any
+    update (the weights untouched), not an out-of-memory kill."""
+    from grail.config import ConfigError
+
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    forget = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/forget")}
+    retain = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/retain")}
+    tokens = sum(len(x.answer_ids) for items in retain.values() for x in items)
+    monkeypatch.setattr(objectives, "KL_REFERENCE_LIMIT_BYTES", tokens * len(tokenizer) * 4 - 1)
+    config = UnlearnConfig(**{**PAPER, "pools": "all"}, epochs=1, batch_size=4, target_us=None,
+                           retain_objective="kl")
+    with pytest.raises(ConfigError, match="unlearn.retain_objective: kl.*unlearn.pools: balanced"):
+        unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
+    assert all(torch.equal(p.detach(), before[n]) for n, p in params.items())
+    monkeypatch.setattr(objectives, "KL_REFERENCE_LIMIT_BYTES", tokens * len(tokenizer) * 4)
+    unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)  # exactly at the limit: runs
+
+
 def test_topk_kl_is_the_full_kl_when_k_covers_the_vocabulary_and_bounds_it_below_otherwise(tiny_lora, tiny_encoded):
     model, tokenizer = tiny_lora
     model.eval()

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grail.batching import Batch, Encoded, answer_logits, batches, collate, example_losses
-from grail.config import PREDICTED_STOPS, UnlearnConfig
+from grail.config import PREDICTED_STOPS, ConfigError, UnlearnConfig
 from grail.models import base_weights
 
 
@@ -252,6 +252,22 @@ def _nothing(model: nn.Module, items: list[Encoded], setup: Setup) -> None:
     return None
 
 
+KL_REFERENCE_LIMIT_BYTES = 8 * 2**30
+"""The most memory the ``kl`` retain objective may take for the vanilla model's distributions (float32, one full
+vocabulary per retain answer token): beyond it stage 3 refuses to start rather than run out of memory."""
+
+
+def _kl_reference(model: nn.Module, items: list[Encoded], setup: Setup) -> dict[Encoded, torch.Tensor]:
+    size = sum(len(x.answer_ids) for x in items) * setup.vocab_size * 4
+    if size > KL_REFERENCE_LIMIT_BYTES:
+        raise ConfigError(
+            f"unlearn.retain_objective: kl keeps the vanilla model's next-token distribution at every retain answer "
+            f"token: {len(items)} retain examples would take {size / 2**30:.1f} GiB (limit "
+            f"{KL_REFERENCE_LIMIT_BYTES / 2**30:.0f} GiB); use unlearn.pools: balanced (retain cut to the forget "
+            f"count), fewer retain examples, or unlearn.retain_objective: descent")
+    return reference_log_probs(model, items, setup.pad_id, setup.device, full=True)
+
+
 FORGET_OBJECTIVES: dict[str, Objective] = {
     "ascent": Objective(_prepare_ascent, lambda model, items, s, stop: ascent_loss(
         model, items, s.pad_id, s.device, stop.cap, stop.only_predicted, stop.floor, stop.margin)),
@@ -264,6 +280,5 @@ FORGET_OBJECTIVES: dict[str, Objective] = {
 }
 RETAIN_OBJECTIVES: dict[str, Objective] = {
     "descent": Objective(_nothing, lambda model, items, s, _: descent_loss(model, items, s.pad_id, s.device)),
-    "kl": Objective(lambda model, items, s: reference_log_probs(model, items, s.pad_id, s.device, full=True),
-                    lambda model, items, s, ref: kl_loss(model, items, s.pad_id, s.device, ref)),
+    "kl": Objective(_kl_reference, lambda model, items, s, ref: kl_loss(model, items, s.pad_id, s.device, ref)),
 }
