@@ -44,6 +44,13 @@ def tiny_encoded(tiny_base, tiny_bench):
     return {f"{d}/{s}": encode_all(tokenizer, ex) for d, s, ex in tiny_bench.datasets()}
 
 
+@pytest.fixture
+def tiny_sets(tiny_encoded):
+    """``tiny_encoded`` as stage 3 takes it: (forget examples by domain, retain examples by domain)."""
+    return tuple({k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith(f"/{scope}")}
+                 for scope in ("forget", "retain"))
+
+
 @pytest.fixture(scope="session")
 def cli_run(tmp_path_factory):
     """A function: `grail run --config` of a config dict on a fresh folder with its own cache; returns the folder."""

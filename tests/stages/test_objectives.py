@@ -48,12 +48,11 @@ def test_npo_and_kl_at_the_reference_point(tiny_lora, tiny_encoded):
 @pytest.mark.parametrize("forget_objective,retain_objective",
                          [("random_labels", "descent"), ("adversarial", "descent"), ("npo", "descent"),
                           ("ascent", "kl")])
-def test_every_objective_trains(tiny_lora, tiny_encoded, forget_objective, retain_objective):
+def test_every_objective_trains(tiny_lora, tiny_sets, forget_objective, retain_objective):
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     before = {n: p.detach().clone() for n, p in params.items()}
-    forget = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/forget")}
-    retain = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/retain")}
+    forget, retain = tiny_sets
     config = UnlearnConfig(**PAPER, epochs=2, lr=1e-2, batch_size=4, target_us=None, forget_objective=forget_objective,
                            retain_objective=retain_objective)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
@@ -62,7 +61,7 @@ def test_every_objective_trains(tiny_lora, tiny_encoded, forget_objective, retai
         assert log[-1]["forget_loss"] < log[0]["forget_loss"]
 
 
-def test_kl_retention_refuses_a_reference_beyond_its_memory_limit(tiny_lora, tiny_encoded, monkeypatch):
+def test_kl_retention_refuses_a_reference_beyond_its_memory_limit(tiny_lora, tiny_sets, monkeypatch):
     """The full-vocabulary reference of every retain token must fit: past the limit, a named error before any
     update (the weights untouched), not an out-of-memory kill."""
     from grail.config import ConfigError
@@ -70,8 +69,7 @@ def test_kl_retention_refuses_a_reference_beyond_its_memory_limit(tiny_lora, tin
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     before = {n: p.detach().clone() for n, p in params.items()}
-    forget = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/forget")}
-    retain = {k.split("/")[0]: v for k, v in tiny_encoded.items() if k.endswith("/retain")}
+    forget, retain = tiny_sets
     tokens = sum(len(x.answer_ids) for items in retain.values() for x in items)
     monkeypatch.setattr(objectives, "KL_REFERENCE_LIMIT_BYTES", tokens * len(tokenizer) * 4 - 1)
     config = UnlearnConfig(**{**PAPER, "pools": "all"}, epochs=1, batch_size=4, target_us=None,

@@ -18,27 +18,21 @@ def _random_masks(params, seed=0):
     return {"op_ur": op_ur, "op_rr": op_rr, "frozen": {n: op_ur[n] | op_rr[n] for n in params}}
 
 
-def _split(encoded):
-    forget = {k.split("/")[0]: v for k, v in encoded.items() if k.endswith("/forget")}
-    retain = {k.split("/")[0]: v for k, v in encoded.items() if k.endswith("/retain")}
-    return forget, retain
-
-
-def _run(model, tokenizer, encoded, masks, **overrides):
+def _run(model, tokenizer, sets, masks, **overrides):
     config = UnlearnConfig(**{**PAPER, "epochs": 2, "lr": 1e-2, "weight_decay": 0.1, "batch_size": 4, "target_us": None,
                               **overrides})
-    forget, retain = _split(encoded)
+    forget, retain = sets
     return unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, masks=masks)
 
 
 @pytest.mark.parametrize("policy", ["paper", "per-objective"])
-def test_frozen_entries_stay_bit_identical_with_adamw_and_weight_decay(tiny_lora, tiny_encoded, policy):
+def test_frozen_entries_stay_bit_identical_with_adamw_and_weight_decay(tiny_lora, tiny_sets, policy):
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     before = {n: p.detach().clone() for n, p in params.items()}
     masks = _random_masks(params)
     update = UpdateMasks.for_policy(masks, policy)
-    _run(model, tokenizer, tiny_encoded, update, policy=policy)
+    _run(model, tokenizer, tiny_sets, update, policy=policy)
     never = update.never_moving()
     if policy == "paper":
         assert all(torch.equal(never[n], masks["frozen"][n]) for n in params)
@@ -53,38 +47,38 @@ def test_frozen_entries_stay_bit_identical_with_adamw_and_weight_decay(tiny_lora
 
 
 @pytest.mark.parametrize("silenced,kept", [("retain_weight", "op_ur"), ("forget_weight", "op_rr")])
-def test_per_objective_masks_each_objective_separately(tiny_lora, tiny_encoded, silenced, kept):
+def test_per_objective_masks_each_objective_separately(tiny_lora, tiny_sets, silenced, kept):
     """With only the forget objective, OP-UR never moves; with only the retain objective, OP-RR never moves.
     (Weight decay off: it is neither objective, and it applies to every entry some objective may move.)"""
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     before = {n: p.detach().clone() for n, p in params.items()}
     masks = _random_masks(params, seed=1)
-    _run(model, tokenizer, tiny_encoded, UpdateMasks.for_policy(masks, "per-objective"), policy="per-objective",
+    _run(model, tokenizer, tiny_sets, UpdateMasks.for_policy(masks, "per-objective"), policy="per-objective",
          weight_decay=0.0, **{silenced: 0.0})
     for n, p in params.items():
         assert torch.equal(p.detach()[masks[kept][n]], before[n][masks[kept][n]])
         assert not torch.equal(p.detach(), before[n])
 
 
-def test_without_masks_everything_moves_and_the_loss_rises_on_forget(tiny_lora, tiny_encoded):
+def test_without_masks_everything_moves_and_the_loss_rises_on_forget(tiny_lora, tiny_sets):
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     before = {n: p.detach().clone() for n, p in params.items()}
-    log = _run(model, tokenizer, tiny_encoded, None, forget_weight=1.0, retain_weight=0.0, ascent_stop="never")
+    log = _run(model, tokenizer, tiny_sets, None, forget_weight=1.0, retain_weight=0.0, ascent_stop="never")
     assert log[-1]["forget_loss"] > log[0]["forget_loss"]
     assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())
 
 
-def _uneven(encoded):
+def _uneven(sets):
     """Domain ``a`` with more retain than forget examples, ``b`` with fewer: 8 forget, 8 retain in all."""
-    forget, retain = _split(encoded)
+    forget, retain = sets
     return ({"a": forget["privacy"][:4], "b": forget["privacy"][4:8]},
             {"a": retain["privacy"][:6], "b": retain["privacy"][6:8]})
 
 
-def test_balanced_pools_truncate_each_domain_to_the_smaller_set_all_keeps_every_example(tiny_encoded):
-    forget, retain = _uneven(tiny_encoded)
+def test_balanced_pools_truncate_each_domain_to_the_smaller_set_all_keeps_every_example(tiny_sets):
+    forget, retain = _uneven(tiny_sets)
     f, r = training_pools(forget, retain, seed=0, pools="balanced")
     assert {d: len(items) for d, items in f.items()} == {"a": 4, "b": 2}
     assert len(r) == 6 and set(r) < set(retain["a"] + retain["b"])
@@ -94,13 +88,13 @@ def test_balanced_pools_truncate_each_domain_to_the_smaller_set_all_keeps_every_
 
 
 @pytest.mark.parametrize("pools", ["balanced", "all"])
-def test_retain_examples_descended_on(tiny_lora, tiny_encoded, monkeypatch, pools):
+def test_retain_examples_descended_on(tiny_lora, tiny_sets, monkeypatch, pools):
     """``all``: every retain example is in a step's retain half within the epoch; ``balanced`` leaves out the
     retain examples beyond each domain's forget count (here 2 of 8)."""
     from grail.stages import objectives
 
     model, tokenizer = tiny_lora
-    forget, retain = _uneven(tiny_encoded)
+    forget, retain = _uneven(tiny_sets)
     descended = set()
     descent = objectives.RETAIN_OBJECTIVES["descent"]
 
@@ -121,29 +115,29 @@ def _scripted_check(*results):
     return lambda: next(calls)
 
 
-def test_a_domain_at_its_target_stops_ascending_and_the_stage_stops_when_all_are(tiny_lora, tiny_encoded):
+def test_a_domain_at_its_target_stops_ascending_and_the_stage_stops_when_all_are(tiny_lora, tiny_sets):
     model, tokenizer = tiny_lora
     done, not_done = {"US": 95.0, "RS": 100.0}, {"US": 10.0, "RS": 100.0}
     check = _scripted_check({"privacy": done, "copyright": not_done}, {"privacy": done, "copyright": not_done},
                             {"privacy": done, "copyright": done})
-    forget, retain = _split(tiny_encoded)
+    forget, retain = tiny_sets
     config = UnlearnConfig(**PAPER, epochs=5, batch_size=4, target_us=90.0)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, check=check)
     assert [e["ascending"] for e in log] == [["copyright"], ["copyright"]]
     assert log[-1]["stop"].startswith("target met")
 
 
-def test_unlearning_one_domain_stops_at_its_target_whatever_the_others_us(tiny_lora, tiny_encoded):
+def test_unlearning_one_domain_stops_at_its_target_whatever_the_others_us(tiny_lora, tiny_sets):
     model, tokenizer = tiny_lora
     check = _scripted_check(*[{"privacy": {"US": 95.0, "RS": 100.0}, "copyright": {"US": 2.0, "RS": 100.0}}] * 3)
-    forget, retain = _split(tiny_encoded)
+    forget, retain = tiny_sets
     only_privacy = {d: v for d, v in forget.items() if d == "privacy"}
     log = unlearn(model, only_privacy, {"privacy": retain["privacy"]}, UnlearnConfig(**PAPER, epochs=5, batch_size=4),
                   pad_id=tokenizer.pad_token_id, seed=0, check=check)
     assert len(log) == 1 and log[-1]["stop"].startswith("target met")
 
 
-def test_the_epoch_cap_only_truncates_the_run(tiny_lora, tiny_encoded):
+def test_the_epoch_cap_only_truncates_the_run(tiny_lora, tiny_sets):
     """Nothing in stage 3 depends on ``epochs`` but where it ends (no schedule over the budget): raising the cap
     cannot change a run that a stop rule ends first, and a capped run is the start of a longer one."""
     model, tokenizer = tiny_lora
@@ -151,19 +145,19 @@ def test_the_epoch_cap_only_truncates_the_run(tiny_lora, tiny_encoded):
     logs, weights = {}, {}
     for epochs in (2, 3):
         set_trainable(model, start)
-        logs[epochs] = _run(model, tokenizer, tiny_encoded, None, epochs=epochs, weight_decay=0.01)
+        logs[epochs] = _run(model, tokenizer, tiny_sets, None, epochs=epochs, weight_decay=0.01)
         weights[epochs] = trainable_state(model)
     assert logs[2] == logs[3][:2]
     assert len(logs[3]) == 3 and any(not torch.equal(weights[2][n], weights[3][n]) for n in start)
 
 
-def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_encoded):
+def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_sets):
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     fine, collapsed = {"US": 50.0, "RS": 100.0}, {"US": 99.0, "RS": 10.0}
     check = _scripted_check({"privacy": fine, "copyright": fine}, {"privacy": fine, "copyright": fine},
                             {"privacy": fine, "copyright": collapsed})
-    forget, retain = _split(tiny_encoded)
+    forget, retain = tiny_sets
     snapshots = []
     unlearn(model, forget, retain, UnlearnConfig(**PAPER, epochs=5, batch_size=4), pad_id=tokenizer.pad_token_id,
             seed=0, check=check,
@@ -188,13 +182,13 @@ def _scripted_utility(params, values):
 
 
 @pytest.mark.parametrize("check_steps", [0, 1, 2])
-def test_utility_budget_stops_and_keeps_the_last_weights_within_it(tiny_lora, tiny_encoded, check_steps):
+def test_utility_budget_stops_and_keeps_the_last_weights_within_it(tiny_lora, tiny_sets, check_steps):
     """The check passes twice, then fails: the stage stops there and keeps the weights of the last pass (checks
     every ``check_steps`` steps and at each epoch's end; 0: at the epoch's end only)."""
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     utility, within = _scripted_utility(params, [10.0, 11.0, 12.0, 30.0])
-    forget, retain = _split(tiny_encoded)
+    forget, retain = tiny_sets
     config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, utility_check_steps=check_steps, epochs=5, lr=1e-2,
                            batch_size=4, target_us=None, budget_backoff=0)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, utility=utility)
@@ -206,13 +200,13 @@ def test_utility_budget_stops_and_keeps_the_last_weights_within_it(tiny_lora, ti
     assert len(log) == -(-3 // checks_per_epoch)  # the third check is in this epoch
 
 
-def test_target_checked_within_the_epoch_stops_ascent_at_once(tiny_lora, tiny_encoded):
+def test_target_checked_within_the_epoch_stops_ascent_at_once(tiny_lora, tiny_sets):
     """With ``target_check_steps: 1`` and a target every domain meets at once, the epoch ends after its first step:
     the weights are those a run checking only at the epoch's end had after that step."""
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     vanilla = trainable_state(model)
-    forget, retain = _split(tiny_encoded)
+    forget, retain = tiny_sets
     common = {**PAPER, "utility_budget": 1.5, "epochs": 1, "lr": 1e-2, "batch_size": 4, "target_us": 1e-6}
     utility, after_each_step = _scripted_utility(params, [10.0])
     unlearn(model, forget, retain, UnlearnConfig(**common, utility_check_steps=1), pad_id=tokenizer.pad_token_id,
@@ -225,14 +219,14 @@ def test_target_checked_within_the_epoch_stops_ascent_at_once(tiny_lora, tiny_en
     assert not all(torch.equal(p.detach(), after_each_step[-1][n]) for n, p in params.items())
 
 
-def test_a_domain_at_the_target_within_the_epoch_leaves_the_ascent(tiny_lora, tiny_encoded, monkeypatch):
+def test_a_domain_at_the_target_within_the_epoch_leaves_the_ascent(tiny_lora, tiny_sets, monkeypatch):
     """One domain scores at the target at the first check, the other never: none of the first one's examples is
     ascended after that step, and the other one ascends to the end of the epoch."""
     import grail.stages.unlearn as stage3
     from grail.stages import objectives
 
     model, tokenizer = tiny_lora
-    forget, retain = _split(tiny_encoded)
+    forget, retain = tiny_sets
     done, going = sorted(forget)
     domain_of = {x: d for d, items in forget.items() for x in items}
     # the check's scores: every token of `done` forgotten (US 100), none of `going` (US 0)
@@ -253,13 +247,13 @@ def test_a_domain_at_the_target_within_the_epoch_leaves_the_ascent(tiny_lora, ti
     assert len(ascended) > 2  # the epoch went on for the other domain
 
 
-def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_encoded):
+def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_sets):
     """Crossing the budget with ``budget_backoff: 2``: back to the last weights within it, on at half the
     learning rate, twice; the third crossing stops the stage as without backoff."""
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     utility, within = _scripted_utility(params, [10.0, 11.0, 30.0, 12.0, 30.0, 30.0])
-    forget, retain = _split(tiny_encoded)
+    forget, retain = tiny_sets
     config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, utility_check_steps=1, epochs=8, lr=1e-2,
                            batch_size=4, target_us=None, budget_backoff=2)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, utility=utility)
@@ -268,7 +262,7 @@ def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_e
     assert "stop" not in log[0] and all(torch.equal(p.detach(), within[-1][n]) for n, p in params.items())
 
 
-def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_encoded):
+def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_sets):
     """With general_weight, stage 3 stays closer to the base model's distributions on the replay data."""
     import copy
 
@@ -281,7 +275,7 @@ def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_encoded):
     replay_items = text_items(tokenizer, OOD_RETAIN_TEXT)
     model.eval()
     reference = objectives.topk_reference(model, replay_items, pad, "cpu", k=16)
-    forget, retain = _split(tiny_encoded)
+    forget, retain = tiny_sets
     drift = {}
     for weight in (0.0, 5.0):
         trained = copy.deepcopy(model)
@@ -295,7 +289,7 @@ def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_encoded):
         unlearn(model, forget, retain, UnlearnConfig(general_weight=1.0), pad_id=pad, seed=0)
 
 
-def test_reference_ascent_stops_at_the_base_model(tiny_lora, tiny_encoded):
+def test_reference_ascent_stops_at_the_base_model(tiny_lora, tiny_sets):
     """LoRA B = 0: the model is the base model, so no forget token is likelier than there; nothing ascends and
     the stage ends at once, untouched."""
     model, tokenizer = tiny_lora
@@ -305,7 +299,7 @@ def test_reference_ascent_stops_at_the_base_model(tiny_lora, tiny_encoded):
             if "lora_B" in name:
                 p.zero_()
     before = {n: p.detach().clone() for n, p in params.items()}
-    log = _run(model, tokenizer, tiny_encoded, None, retain_weight=0.0, weight_decay=0.0, ascent_stop="reference",
+    log = _run(model, tokenizer, tiny_sets, None, retain_weight=0.0, weight_decay=0.0, ascent_stop="reference",
                epochs=3)
     assert len(log) == 1 and log[0]["ascending"] == []
     assert log[0]["left_to_ascend"] == {"privacy": 0.0, "copyright": 0.0}
@@ -313,7 +307,7 @@ def test_reference_ascent_stops_at_the_base_model(tiny_lora, tiny_encoded):
     assert all(torch.equal(p.detach(), before[n]) for n, p in params.items())
 
 
-def test_reference_ascent_pushes_only_what_the_vanilla_knows_better_than_the_base(tiny_lora, tiny_encoded):
+def test_reference_ascent_pushes_only_what_the_vanilla_knows_better_than_the_base(tiny_lora, tiny_encoded, tiny_sets):
     """A vanilla that memorised the sets (stage 0 on the tiny model) has tokens to ascend; ascent removes them
     and stops ascending once none is left above the base model (or predicted)."""
     from grail.config import FinetuneConfig
@@ -322,7 +316,7 @@ def test_reference_ascent_pushes_only_what_the_vanilla_knows_better_than_the_bas
     model, tokenizer = tiny_lora
     finetune(model, tiny_encoded, FinetuneConfig(epochs=15, lr=1e-2, replay_weight=0.0), pad_id=tokenizer.pad_token_id,
              seed=0)
-    log = _run(model, tokenizer, tiny_encoded, None, retain_weight=0.0, ascent_stop="reference", epochs=6,
+    log = _run(model, tokenizer, tiny_sets, None, retain_weight=0.0, ascent_stop="reference", epochs=6,
                lr=3e-3)
     first, last = log[0]["left_to_ascend"], log[-1]["left_to_ascend"]
     assert log[0]["ascending"] == ["privacy", "copyright"]
