@@ -32,8 +32,9 @@ class Method:
 # The published baselines run as published: without the general replay term, the gentler ascent stop and the
 # utility budget of grail's default GRAIL (``grail compare --utility-budget`` sets a budget for every method).
 # Their ascent stops per token at a uniform guess's loss, as every method's did before (GA: never), and they
-# train on the reference code's balanced pools.
-_PAPER = {"general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform", "pools": "balanced"}
+# train on the reference code's balanced pools, checking grail's forgetting target once an epoch.
+_PAPER = {"general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform", "pools": "balanced",
+          "target_check_steps": 0}
 _NO_RETAIN = {**_PAPER, "retain_weight": 0.0}
 
 METHODS: dict[str, Method] = {m.name: m for m in [

@@ -212,7 +212,7 @@ def test_target_checked_within_the_epoch_stops_ascent_at_once(tiny_lora, tiny_se
     unlearn(model, forget, retain, UnlearnConfig(**common, utility_check_steps=1), pad_id=tokenizer.pad_token_id,
             seed=0, utility=utility)
     set_trainable(model, vanilla)
-    log = unlearn(model, forget, retain, UnlearnConfig(**common, target_check_steps=1),
+    log = unlearn(model, forget, retain, UnlearnConfig(**{**common, "target_check_steps": 1}),
                   pad_id=tokenizer.pad_token_id, seed=0, utility=_scripted_utility(params, [10.0])[0])
     assert log[0]["target_reached_at_step"] == {domain: 1 for domain in forget}
     assert all(torch.equal(p.detach(), after_each_step[1][n]) for n, p in params.items())  # [0]: before any step
@@ -240,7 +240,7 @@ def test_a_domain_at_the_target_within_the_epoch_leaves_the_ascent(tiny_lora, ti
         return ascent.loss(model, items, setup, prepared)
 
     monkeypatch.setitem(objectives.FORGET_OBJECTIVES, "ascent", objectives.Objective(ascent.prepare, recording))
-    config = UnlearnConfig(**PAPER, epochs=1, lr=1e-3, batch_size=4, target_us=50.0, target_check_steps=1)
+    config = UnlearnConfig(**{**PAPER, "target_check_steps": 1}, epochs=1, lr=1e-3, batch_size=4, target_us=50.0)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
     assert log[0]["target_reached_at_step"] == {done: 1}
     assert done in ascended[0] and all(step == {going} for step in ascended[1:])
