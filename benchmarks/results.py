@@ -17,6 +17,7 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -46,24 +47,27 @@ def _run_seeds(seeds: list[int], runs: Path, jobs: int) -> None:
         running.pop(0)
 
 
-def _pair(domains: dict, key: str) -> str:
-    values = [domains[d].get(key) for d in domains]
+def _pair(domains: dict, key: str | Callable[[dict], float | None]) -> str:
+    values = [key(domains[d]) if callable(key) else domains[d].get(key) for d in domains]
     return " / ".join("—" if v is None else f"{v:.1f}" for v in values)
 
 
 def seeds_table(documents: dict[int, dict]) -> str:
     """One row per seed and model: forgetting beside what the model still knows."""
+    from grail.report import heldout_produced_rate
+
     first = next(iter(documents.values()))
     names = " / ".join(first["domains"])
-    lines = [f"| seed | model | US ({names}) | US paraphrased | RS | RS held-out | leak % | general PPL (x vanilla) "
-             "| probe % | MMLU % | stage 3 stop |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| seed | model | US ({names}) | US paraphrased | RS | RS held-out | held-out produced % | leak % "
+             "| general PPL (x vanilla) | probe % | MMLU % | stage 3 stop |", "|---" * 12 + "|"]
     for seed, document in documents.items():
         vanilla_ppl = float(document["models"]["vanilla"]["general"]["general_text_ppl"])
         for name, model in document["models"].items():
             d, g = model["domains"], model["general"]
             ppl = float(g["general_text_ppl"])
             stop = (document["unlearning"]["stop"] or "epoch budget").split(";")[0] if name == "grail" else ""
-            cells = [_pair(d, k) for k in ("US", "US_paraphrase", "RS", "RS_heldout", "leak_rate")]
+            keys = ("US", "US_paraphrase", "RS", "RS_heldout", heldout_produced_rate, "leak_rate")
+            cells = [_pair(d, k) for k in keys]
             lines.append(f"| {seed} | {name} | {' | '.join(cells)} | {ppl:.2f} (x {ppl / vanilla_ppl:.2f}) "
                          f"| {g['probe_accuracy']:.1f} | {g.get('mmlu_accuracy', float('nan')):.2f} | {stop} |")
     return "\n".join(lines) + "\n"
