@@ -306,7 +306,7 @@ class UnlearnConfig(_Section):
     """Also check the target every this many steps, on the forget examples of the domains still ascending: a
     domain that reaches it stops ascending at once instead of at the end of the epoch (an epoch of ascent past the
     target costs retention and utility budget for nothing). 0: at the end of each epoch only (the paper's
-    baselines). Each check scores the ascending domains' forget examples once, about a forward pass per step."""
+    baselines). Each check is one teacher-forced pass over the ascending domains' forget examples."""
     divergence_rs_drop: float = 40.0
     """Stop (keeping the last good epoch) if any domain's Retention Success falls this many points below vanilla."""
     max_grad_norm: float = 1.0
