@@ -298,10 +298,11 @@ class UnlearnConfig(_Section):
     default benchmark's copyright domain lost 13-23 points on the half it dropped, RESULTS.md)."""
     epochs: int = 12
     """Most epochs over the forget examples; fewer when a stop rule fires. A cap, not the stopping rule: the target
-    and the utility budget stop stage 3 (seed 0 of the default needs 11 epochs to reach the target, RESULTS.md)."""
+    and the utility budget stop stage 3 (every seed of the default needs 10 epochs to reach the target, RESULTS.md)."""
     target_us: float | None = 90.0
-    """Checked after each epoch: a domain whose Unlearning Success (%) reaches this stops ascending, and the
-    stage stops once every domain has; None: ascend every domain for the whole budget."""
+    """Checked after each epoch (and within it, see ``target_check_steps``): a domain whose Unlearning Success (%)
+    reaches this stops ascending, and the stage stops once every domain has; None: ascend every domain for the whole
+    budget."""
     target_check_steps: int = 2
     """Also check the target every this many steps, on the forget examples of the domains still ascending: a
     domain that reaches it stops ascending at once instead of at the end of the epoch (an epoch of ascent past the
