@@ -29,12 +29,12 @@ class Method:
     sequential: bool = False
 
 
-# The published baselines run as published: without the general replay term, the gentler ascent stop and the
-# utility budget of grail's default GRAIL (``grail compare --utility-budget`` sets a budget for every method).
-# Their ascent stops per token at a uniform guess's loss, as every method's did before (GA: never), and they
-# train on the reference code's balanced pools, checking grail's forgetting target once an epoch.
+# The published baselines run as published: without the general replay term, the subject anchor, the gentler
+# ascent stop and the utility budget of grail's default GRAIL (``grail compare --utility-budget`` sets a budget for
+# every method). Their ascent stops per token at a uniform guess's loss, as every method's did before (GA: never),
+# and they train on the reference code's balanced pools, checking grail's forgetting target once an epoch.
 _PAPER = {"general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform", "pools": "balanced",
-          "target_check_steps": 0}
+          "target_check_steps": 0, "anchor_weight": 0.0}
 _NO_RETAIN = {**_PAPER, "retain_weight": 0.0}
 
 METHODS: dict[str, Method] = {m.name: m for m in [

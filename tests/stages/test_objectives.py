@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from tiny_configs import lora_on
 
 from grail.config import UnlearnConfig
 from grail.methods import METHODS
@@ -156,3 +157,63 @@ def test_every_objective_the_config_names_is_registered():
     hints = typing.get_type_hints(UnlearnConfig)
     assert set(typing.get_args(hints["forget_objective"])) == set(objectives.FORGET_OBJECTIVES)
     assert set(typing.get_args(hints["retain_objective"])) == set(objectives.RETAIN_OBJECTIVES)
+
+
+def test_anchor_states_are_each_prompts_own_and_the_loss_is_their_relative_distance(tiny_lora, tiny_encoded):
+    model, tokenizer = tiny_lora
+    model.eval()
+    pad = tokenizer.pad_token_id
+    items = tiny_encoded["privacy/forget"] + tiny_encoded["copyright/forget"]  # prompts of several lengths
+    reference = objectives.anchor_reference(model, items, pad, "cpu")
+
+    def alone(item):  # the prompt run by itself, no padding: layers 1..L, positions but the last
+        with torch.no_grad():
+            out = model(torch.tensor([item.prompt_ids]), output_hidden_states=True)
+        return torch.stack(out.hidden_states[1:])[:, 0, :-1]
+
+    for item in items:
+        assert reference[item].shape == alone(item).shape
+        torch.testing.assert_close(reference[item], alone(item), atol=1e-4, rtol=1e-4)
+    assert objectives.anchor_loss(model, items, pad, "cpu", reference)[0].item() < 1e-8
+    with torch.no_grad():
+        for p in trainable_parameters(model).values():
+            p.add_(0.05 * torch.randn_like(p))
+    by_hand = torch.stack([((alone(x) - reference[x]).pow(2).sum(-1) / reference[x].pow(2).sum(-1)).mean()
+                           for x in items]).mean()
+    loss, logged = objectives.anchor_loss(model, items, pad, "cpu", reference)
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-3) and by_hand.item() > 1e-4
+    assert logged == loss.item() and loss.requires_grad
+
+
+def test_the_anchor_holds_the_forget_prompts_states(tiny_base, tiny_sets):
+    """Stage 3 with the anchor ends with the forget prompts' states nearer the vanilla model's than without it."""
+    base, tokenizer = tiny_base
+    forget, retain = tiny_sets
+    items = [x for xs in forget.values() for x in xs]
+    drift = {}
+    for weight in (0.0, 100.0):
+        model = lora_on(base)  # the same vanilla start for both
+        reference = objectives.anchor_reference(model.eval(), items, tokenizer.pad_token_id, "cpu")
+        config = UnlearnConfig(**{**PAPER, "anchor_weight": weight}, epochs=2, lr=1e-2, batch_size=4, target_us=None)
+        unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
+        drift[weight] = objectives.anchor_loss(model.eval(), items, tokenizer.pad_token_id, "cpu", reference)[0].item()
+    assert drift[100.0] < 0.5 * drift[0.0]
+
+
+def test_anchor_refuses_reference_states_beyond_their_memory_limit(tiny_lora, tiny_sets, monkeypatch):
+    """Every forget prompt's states at every layer must fit: past the limit, a named error before any update."""
+    from grail.config import ConfigError
+
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    before = {n: p.detach().clone() for n, p in params.items()}
+    forget, retain = tiny_sets
+    positions = sum(len(x.prompt_ids) - 1 for items in forget.values() for x in items)
+    size = positions * model.config.num_hidden_layers * model.config.hidden_size * 4
+    monkeypatch.setattr(objectives, "ANCHOR_REFERENCE_LIMIT_BYTES", size - 1)
+    config = UnlearnConfig(**{**PAPER, "anchor_weight": 1.0}, epochs=1, batch_size=4, target_us=None)
+    with pytest.raises(ConfigError, match="unlearn.anchor_weight: .*unlearn.anchor_weight: 0"):
+        unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
+    assert all(torch.equal(p.detach(), before[n]) for n, p in params.items())
+    monkeypatch.setattr(objectives, "ANCHOR_REFERENCE_LIMIT_BYTES", size)
+    unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)  # exactly at the limit: runs

@@ -192,6 +192,62 @@ def topk_kl_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device
     return loss, loss.item()
 
 
+# ---- the subject anchor --------------------------------------------------------------------------------------
+Anchor = dict[Encoded, torch.Tensor]
+"""Per forget example: the vanilla model's hidden states at every layer on its prompt's positions but the last,
+[layers, prompt length - 1, hidden]."""
+
+
+def _prompt_states(model: nn.Module, items: Sequence[Encoded], pad_id: int, device) -> list[torch.Tensor]:
+    """Each item's hidden states (layers 1..L) on its prompt positions but the last, [L, P - 1, H] (with autograd).
+    The prompt alone is run: a causal model's states there do not depend on the answer."""
+    batch = collate([Encoded(x.prompt_ids[:-1], x.prompt_ids[-1:]) for x in items], pad_id).to(device)
+    position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids,
+                output_hidden_states=True, logits_to_keep=1, use_cache=False)
+    states = torch.stack(out.hidden_states[1:], 1)  # [B, L, T, H]
+    length = batch.input_ids.shape[1]
+    return [states[row, :, length - len(x.prompt_ids):length - 1].float() for row, x in enumerate(items)]
+
+
+ANCHOR_REFERENCE_LIMIT_BYTES = 8 * 2**30
+"""The most memory the anchor's reference states may take (float32, every layer, every prompt position but the
+last, of every forget example): beyond it stage 3 refuses to start rather than run out of memory."""
+
+
+@torch.no_grad()
+def anchor_reference(model: nn.Module, items: Sequence[Encoded], pad_id: int, device) -> Anchor:
+    """The model's (call it with the vanilla weights) prompt states of each forget example (``Anchor``)."""
+    size = sum(len(x.prompt_ids) - 1 for x in items) * model.config.num_hidden_layers * model.config.hidden_size * 4
+    if size > ANCHOR_REFERENCE_LIMIT_BYTES:
+        raise ConfigError(
+            f"unlearn.anchor_weight: the anchor keeps the vanilla model's hidden states on every forget prompt: "
+            f"{len(items)} forget examples would take {size / 2**30:.1f} GiB (limit "
+            f"{ANCHOR_REFERENCE_LIMIT_BYTES / 2**30:.0f} GiB); use unlearn.anchor_weight: 0, or fewer or shorter "
+            f"forget prompts")
+    out: Anchor = {}
+    for index in batches(items, 16):
+        chunk = [items[i] for i in index]
+        out.update({x: s.cpu() for x, s in zip(chunk, _prompt_states(model, chunk, pad_id, device))})
+    return out
+
+
+def anchor_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,
+                reference: Anchor) -> tuple[torch.Tensor, float]:
+    """Mean over examples of the mean over layers and prompt positions (all but the last) of the squared distance of
+    the hidden state to the vanilla model's, relative to the vanilla state's squared norm: who or what a forget
+    question is about stays represented as before; only what follows the question is unlearned."""
+    per_example = []
+    for x, states in zip(items, _prompt_states(model, items, pad_id, device)):
+        ref = reference[x].to(states.device)
+        if ref.shape[1]:  # a one-token prompt has no position but its last
+            per_example.append(((states - ref).pow(2).sum(-1) / ref.pow(2).sum(-1).clamp(min=1e-6)).mean())
+    if not per_example:
+        return torch.zeros((), device=device), math.nan
+    loss = torch.stack(per_example).mean()
+    return loss, loss.item()
+
+
 # ---- the registry --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Setup:

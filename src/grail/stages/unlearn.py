@@ -8,7 +8,9 @@ count; ``all``: every example, the retain half drawn from all retain examples in
 
 (GRAIL's objectives; the baselines swap in others from ``objectives.py``.) The optional third term keeps the
 model's next-token distributions on general replay data (the base model's own answers to everyday
-instructions) close to the base model's: general ability as a further retain set, which the paper lacks.
+instructions) close to the base model's: general ability as a further retain set, which the paper lacks. With
+``anchor_weight``, a fourth holds the forget prompts' hidden states (every layer, every position but the last) at
+the vanilla model's: what a forget question is about stays represented as before (also beyond the paper).
 
 Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the whole model. Guards:
 - ``ascent_stop``: a forget token is ascended only while it is still known. ``forgotten`` (default): while
@@ -191,6 +193,8 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     with eval_mode(model):
         forget_prepared = forget_objective.prepare(model, [x for xs in forget_pools.values() for x in xs], setup)
         retain_prepared = retain_objective.prepare(model, retain_pool, setup)
+        anchor = objectives.anchor_reference(model, [x for xs in forget_pools.values() for x in xs], pad_id,
+                                             device) if config.anchor_weight else None
 
     def forget_term(items: list[Encoded]) -> tuple[torch.Tensor, float]:
         return forget_objective.loss(model, items, setup, forget_prepared)
@@ -212,6 +216,10 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         else:
             general_loss = torch.zeros(())
         retain_total = config.retain_weight * retain_loss + config.general_weight * general_loss
+        if anchor is not None:  # the forget prompts' states: a retain term (and its mask)
+            anchor_loss, _ = distributed.share_of_mean(
+                lambda xs: objectives.anchor_loss(model, xs, pad_id, device, anchor), forget_items, len(forget_batch))
+            retain_total = retain_total + config.anchor_weight * anchor_loss
         masked_gradients(params, config.forget_weight * forget_loss, retain_total, masks)
         masked_update(params, optimizer, masks, config)
         return forget_logged, retain_logged
