@@ -16,7 +16,7 @@ name = sys.argv[2] if len(sys.argv) > 2 else "privacy"
 domain = next(d for d in run.benchmark.domains if d.name == name)
 items = encode_all(run.tokenizer, domain.retain_heldout, run.config.model.prompt_format, run.config.model.max_length)
 for weights in ("adapter_vanilla", "adapter_unlearned"):
-    model = run.use_weights(weights)
+    model = run.use_weights(weights).eval()
     accuracy = teacher_forced(model, items, run.tokenizer.pad_token_id, 32, run.device)[0]
     print(weights)
     for example, item, right in zip(domain.retain_heldout, items, accuracy):
