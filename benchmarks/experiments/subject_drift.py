@@ -29,9 +29,8 @@ def states(model, item) -> torch.Tensor:
 def first_token_margins(model, items) -> torch.Tensor:
     batch = collate(items, run.tokenizer.pad_token_id).to(run.device)
     logits = answer_logits(model, batch)
-    rows = torch.arange(len(items))
-    first = logits[rows, batch.answer_mask.float().argmax(1)]
-    right = batch.targets[rows, batch.answer_mask.float().argmax(1)]
+    rows, start = torch.arange(len(items)), batch.answer_mask.float().argmax(1)  # each row's first answer token
+    first, right = logits[rows, start], batch.targets[rows, start]
     target = first[rows, right]
     first[rows, right] = -torch.inf
     return (target - first.amax(-1)).cpu()

@@ -87,13 +87,16 @@ def batches(items: Sequence[Encoded], batch_size: int, rng: random.Random | None
     yield from groups
 
 
-def answer_logits(model: nn.Module, batch: Batch, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits predicting each of the last K tokens, [B, K, V]."""
-    k = batch.targets.shape[1]
+def forward(model: nn.Module, batch: Batch, inputs_embeds: torch.Tensor | None = None, **kwargs):
+    """The model on a left-padded batch: positions count from each row's first real token."""
     position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
     inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": batch.input_ids}
-    out = model(**inputs, attention_mask=batch.attention_mask, position_ids=position_ids, logits_to_keep=k + 1,
-                use_cache=False)
+    return model(**inputs, attention_mask=batch.attention_mask, position_ids=position_ids, use_cache=False, **kwargs)
+
+
+def answer_logits(model: nn.Module, batch: Batch, inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits predicting each of the last K tokens, [B, K, V]."""
+    out = forward(model, batch, inputs_embeds, logits_to_keep=batch.targets.shape[1] + 1)
     return out.logits[:, :-1].float()
 
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grail.batching import Batch, Encoded, answer_logits, batches, collate, example_losses
+from grail.batching import Batch, Encoded, answer_logits, batches, collate, example_losses, forward
 from grail.config import PREDICTED_STOPS, ConfigError, UnlearnConfig
 from grail.models import base_weights
 
@@ -202,9 +202,7 @@ def _prompt_states(model: nn.Module, items: Sequence[Encoded], pad_id: int, devi
     """Each item's hidden states (layers 1..L) on its prompt positions but the last, [L, P - 1, H] (with autograd).
     The prompt alone is run: a causal model's states there do not depend on the answer."""
     batch = collate([Encoded(x.prompt_ids[:-1], x.prompt_ids[-1:]) for x in items], pad_id).to(device)
-    position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=position_ids,
-                output_hidden_states=True, logits_to_keep=1, use_cache=False)
+    out = forward(model, batch, output_hidden_states=True, logits_to_keep=1)
     states = torch.stack(out.hidden_states[1:], 1)  # [B, L, T, H]
     length = batch.input_ids.shape[1]
     return [states[row, :, length - len(x.prompt_ids):length - 1].float() for row, x in enumerate(items)]

@@ -190,11 +190,11 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     setup = objectives.Setup(config, pad_id, device, seed, model.config.vocab_size, oracle_log_probs)
     forget_objective = objectives.FORGET_OBJECTIVES[config.forget_objective]
     retain_objective = objectives.RETAIN_OBJECTIVES[config.retain_objective]
+    every_forget = [x for xs in forget_pools.values() for x in xs]
     with eval_mode(model):
-        forget_prepared = forget_objective.prepare(model, [x for xs in forget_pools.values() for x in xs], setup)
+        forget_prepared = forget_objective.prepare(model, every_forget, setup)
         retain_prepared = retain_objective.prepare(model, retain_pool, setup)
-        anchor = objectives.anchor_reference(model, [x for xs in forget_pools.values() for x in xs], pad_id,
-                                             device) if config.anchor_weight else None
+        anchor = objectives.anchor_reference(model, every_forget, pad_id, device) if config.anchor_weight else None
 
     def forget_term(items: list[Encoded]) -> tuple[torch.Tensor, float]:
         return forget_objective.loss(model, items, setup, forget_prepared)
