@@ -1,5 +1,6 @@
 """`grail compare` on the tiny model: every method runs, moves only what it may, and lands in the tables."""
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from grail import io
 from grail.audit import bits_changed
 from grail.cli import main
+from grail.config import UnlearnConfig
 from grail.methods import ABLATIONS, METHODS, STRATEGIES
 from grail.models import read_trainable_file
 
@@ -28,6 +30,15 @@ def compared(cli_run):
     vanilla_hash = hashlib.sha256((folder / "adapter_vanilla" / "trained_weights.safetensors").read_bytes())
     assert main(["compare", "--out", str(folder), "--quiet", "--no-attacks", "--methods", ",".join(METHODS)]) == 0
     return folder, vanilla_hash.hexdigest()
+
+
+@pytest.mark.parametrize("name", ["ga-gd-id", "ga-gd-ood", "ga-kl-id", "ga-kl-ood", "memflex", "grail-paper"])
+def test_published_baselines_keep_the_papers_forget_weight(name):
+    # resolved as Experiments.unlearn_method resolves it: the run's unlearn section, then the method's overrides
+    default = UnlearnConfig()
+    assert default.forget_weight == 0.8  # grail's own default (README, *A rank-4 adapter, twice the forget weight*)
+    assert dataclasses.replace(default, **METHODS[name].unlearn).forget_weight == 0.4
+    assert dataclasses.replace(default, **METHODS["grail"].unlearn).forget_weight == 0.8
 
 
 def _weights(folder, name):
