@@ -355,6 +355,11 @@ class UnlearnConfig(_Section):
     """When the utility budget is crossed: go back to the last weights within it and go on at half the learning
     rate, up to this many times, instead of stopping there (a burst of ascent then costs a step size, not the rest
     of the forgetting). 0: stop at the first crossing."""
+    budget_repair_steps: int = 0
+    """When the utility budget is crossed: first take up to this many repair steps (the retain terms alone: retain
+    descent and general replay, no ascent), checking the utility text after each, until it is back below the
+    middle of the budget (1.125 x vanilla's for 1.25); only if that fails, go back and off as ``budget_backoff``
+    says. One domain's burst of ascent then need not spend the budget the other domains still need. 0: no repair."""
 
     def _ranges(self) -> list[tuple[bool, str, str]]:
         return [
@@ -374,6 +379,7 @@ class UnlearnConfig(_Section):
              "> 1 (a multiple of the vanilla model's utility-check perplexity) or null"),
             (self.utility_check_steps >= 0, "utility_check_steps", ">= 0 (0: once an epoch)"),
             (self.budget_backoff >= 0, "budget_backoff", ">= 0"),
+            (self.budget_repair_steps >= 0, "budget_repair_steps", ">= 0 (0: no repair)"),
             (self.ascent_margin >= 0, "ascent_margin", ">= 0 (nats)"),
             (self.target_check_steps >= 0, "target_check_steps", ">= 0 (0: once an epoch)"),
         ]

@@ -262,6 +262,40 @@ def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_s
     assert "stop" not in log[0] and all(torch.equal(p.detach(), within[-1][n]) for n, p in params.items())
 
 
+@pytest.mark.parametrize("after_crossing,repaired", [([20.0, 14.0, 11.0], True), ([30.0], False)])
+def test_budget_repair_steps_take_the_retain_terms_alone(tiny_lora, tiny_sets, monkeypatch, after_crossing, repaired):
+    """Crossing the budget with ``budget_repair_steps: 4``: steps of the retain terms alone (no ascent), each checked,
+    until the check is below the middle of the budget (12.5 for 10 and 1.5 x); then the epoch goes on. A repair
+    that does not get back within the budget in its 4 steps leaves the stop to the budget as before."""
+    from grail.stages import objectives
+
+    model, tokenizer = tiny_lora
+    params = trainable_parameters(model)
+    utility, _ = _scripted_utility(params, [10.0, 11.0, 30.0, *after_crossing])
+    calls = {"forget": 0, "retain": 0}
+    for kind, table, name in (("forget", objectives.FORGET_OBJECTIVES, "ascent"),
+                              ("retain", objectives.RETAIN_OBJECTIVES, "descent")):
+        objective = table[name]
+
+        def counting(model, items, setup, prepared, objective=objective, kind=kind):
+            calls[kind] += 1
+            return objective.loss(model, items, setup, prepared)
+
+        monkeypatch.setitem(table, name, objectives.Objective(objective.prepare, counting))
+    forget, retain = tiny_sets
+    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, utility_check_steps=1, epochs=1, lr=1e-2,
+                           batch_size=4, target_us=None, budget_backoff=0, budget_repair_steps=4)
+    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, utility=utility)
+    steps = len(after_crossing) if repaired else 4
+    assert log[0]["repairs"] == [{"step": 2, "repair_steps": steps, "utility_ppl": after_crossing[-1]}]
+    assert calls["retain"] - calls["forget"] == steps  # every training step ascends, no repair step does
+    if repaired:
+        steps_per_epoch = -(-sum(len(forget[d]) for d in forget) // 2)
+        assert "stop" not in log[0] and calls["forget"] == steps_per_epoch  # the epoch went on to its end
+    else:
+        assert "utility budget spent" in log[0]["stop"] and calls["forget"] == 2
+
+
 def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_sets):
     """With general_weight, stage 3 stays closer to the base model's distributions on the replay data."""
     import copy

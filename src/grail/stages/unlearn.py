@@ -26,7 +26,9 @@ Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the who
   fast does not keep eroding its own retention while another domain catches up. The target is checked after
   each epoch and, with ``target_check_steps``, every that many steps within it.
 - ``utility_budget``: once the perplexity of a utility-check text (never trained on, never reported) exceeds
-  that multiple of the vanilla model's, the stage stops and keeps the epoch before.
+  that multiple of the vanilla model's, the stage goes back to the last weights within it and on at half the step
+  size (``budget_backoff``), or stops there; with ``budget_repair_steps``, it first tries to win the budget back
+  with steps of the retain terms alone.
 
 Masking policies:
 - ``paper``: every update is multiplied by not-F.
@@ -261,6 +263,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         # the latest weights known to be within the budget, and their utility-check perplexity
         last_good, last_good_step, spent = previous, 0, None
         last_good_ppl = history[-1].get("utility_ppl") if history else start_utility
+        repairs: list[dict] = []
         for k, i in enumerate(tqdm(steps, desc=f"stage 3: unlearn, epoch {epoch + 1}/{config.epochs}",
                                    disable=not progress, leave=False), start=1):
             retain_start = i % len(retain_order)  # the forget and retain counts differ (a domain done, ``pools: all``)
@@ -274,6 +277,8 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             every = config.utility_check_steps
             if start_utility is not None and (k == len(steps) or done or (every and k % every == 0)):
                 ppl = utility()
+                if ppl > config.utility_budget * start_utility and config.budget_repair_steps:
+                    ppl = repair(k, i, retain_order, general_order, repairs)
                 if ppl > config.utility_budget * start_utility:
                     restore(last_good)
                     spent = {"step": k, "utility_ppl": ppl, "kept_step": last_good_step}
@@ -287,6 +292,8 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                "retain_loss": mean(retain_losses) if retain_losses else None, "left_to_ascend": left_to_ascend()}
         if spent is not None:
             log["budget_spent"] = spent
+        if repairs:
+            log["repairs"] = repairs
         if reached:
             log["target_reached_at_step"] = reached
         if check is not None:
@@ -294,6 +301,21 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         if start_utility is not None:
             log["utility_ppl"] = last_good_ppl  # of the weights the epoch ends with
         return log
+
+    def repair(at_step: int, offset: int, retain_order: list[Encoded], general_order: list[Encoded],
+               repairs: list[dict]) -> float:
+        """Steps of the retain terms alone (no ascent) until the utility-check perplexity is below the middle of the
+        budget, at most ``budget_repair_steps``; returns the perplexity reached and logs the repair."""
+        goal = start_utility * (1 + config.utility_budget) / 2
+        for j in range(1, config.budget_repair_steps + 1):
+            retain_start = (offset + j * half) % len(retain_order)
+            general_start = (offset + j * half) % len(general_order) if general_order else 0
+            step([], retain_order[retain_start:retain_start + half], general_order[general_start:general_start + half])
+            ppl = utility()
+            if ppl <= goal:
+                break
+        repairs.append({"step": at_step, "repair_steps": j, "utility_ppl": ppl})
+        return ppl
 
     def restore(weights: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
