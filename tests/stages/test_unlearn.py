@@ -262,17 +262,27 @@ def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_s
     assert "stop" not in log[0] and all(torch.equal(p.detach(), within[-1][n]) for n, p in params.items())
 
 
+@pytest.mark.parametrize("replay", [True, False])
 @pytest.mark.parametrize("after_crossing,repaired", [([20.0, 14.0, 11.0], True), ([30.0], False)])
-def test_budget_repair_steps_take_the_retain_terms_alone(tiny_lora, tiny_sets, monkeypatch, after_crossing, repaired):
-    """Crossing the budget with ``budget_repair_steps: 4``: steps of the retain terms alone (no ascent), each checked,
-    until the check is below the middle of the budget (12.5 for 10 and 1.5 x); then the epoch goes on. A repair
-    that does not get back within the budget in its 4 steps leaves the stop to the budget as before."""
+def test_budget_repair_steps_take_general_replay_alone(tiny_lora, tiny_sets, monkeypatch, after_crossing, repaired,
+                                                       replay):
+    """Crossing the budget with ``budget_repair_steps: 4``: steps of general replay alone (no ascent, no retain
+    descent; the retain descent where there is no replay), each checked, until the check is below the middle of the
+    budget (12.5 for 10 and 1.5 x); then the epoch goes on. A repair that does not get back within the budget in its
+    4 steps leaves the stop to the budget as before."""
+    from grail.data.general import OOD_RETAIN_TEXT
+    from grail.evaluation import text_items
     from grail.stages import objectives
 
     model, tokenizer = tiny_lora
+    pad = tokenizer.pad_token_id
     params = trainable_parameters(model)
+    general = None
+    if replay:
+        model.eval()
+        general = objectives.topk_reference(model, text_items(tokenizer, OOD_RETAIN_TEXT), pad, "cpu", k=16)
     utility, _ = _scripted_utility(params, [10.0, 11.0, 30.0, *after_crossing])
-    calls = {"forget": 0, "retain": 0}
+    calls = {"forget": 0, "retain": 0, "replay": 0}
     for kind, table, name in (("forget", objectives.FORGET_OBJECTIVES, "ascent"),
                               ("retain", objectives.RETAIN_OBJECTIVES, "descent")):
         objective = table[name]
@@ -282,13 +292,23 @@ def test_budget_repair_steps_take_the_retain_terms_alone(tiny_lora, tiny_sets, m
             return objective.loss(model, items, setup, prepared)
 
         monkeypatch.setitem(table, name, objectives.Objective(objective.prepare, counting))
+    replay_loss = objectives.topk_kl_loss
+
+    def counting_replay(*args):
+        calls["replay"] += 1
+        return replay_loss(*args)
+
+    monkeypatch.setattr(objectives, "topk_kl_loss", counting_replay)
     forget, retain = tiny_sets
-    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, utility_check_steps=1, epochs=1, lr=1e-2,
-                           batch_size=4, target_us=None, budget_backoff=0, budget_repair_steps=4)
-    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, utility=utility)
+    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5, "general_weight": 1.0 if replay else 0.0},
+                           utility_check_steps=1, epochs=1, lr=1e-2, batch_size=4, target_us=None, budget_backoff=0,
+                           budget_repair_steps=4)
+    log = unlearn(model, forget, retain, config, pad_id=pad, seed=0, utility=utility, general=general)
     steps = len(after_crossing) if repaired else 4
     assert log[0]["repairs"] == [{"step": 2, "repair_steps": steps, "utility_ppl": after_crossing[-1]}]
-    assert calls["retain"] - calls["forget"] == steps  # every training step ascends, no repair step does
+    # every training step ascends and descends (and replays); a repair step only replays, or only descends
+    assert calls["retain"] - calls["forget"] == (0 if replay else steps)
+    assert calls["replay"] - calls["forget"] == (steps if replay else -calls["forget"])
     if repaired:
         steps_per_epoch = -(-sum(len(forget[d]) for d in forget) // 2)
         assert "stop" not in log[0] and calls["forget"] == steps_per_epoch  # the epoch went on to its end
@@ -350,8 +370,8 @@ def test_reference_ascent_pushes_only_what_the_vanilla_knows_better_than_the_bas
     model, tokenizer = tiny_lora
     finetune(model, tiny_encoded, FinetuneConfig(epochs=15, lr=1e-2, replay_weight=0.0), pad_id=tokenizer.pad_token_id,
              seed=0)
-    log = _run(model, tokenizer, tiny_sets, None, retain_weight=0.0, ascent_stop="reference", epochs=6,
-               lr=3e-3)
+    log = _run(model, tokenizer, tiny_sets, None, retain_weight=0.0, ascent_stop="reference", ascent_margin=0.0,
+               epochs=6, lr=3e-3)
     first, last = log[0]["left_to_ascend"], log[-1]["left_to_ascend"]
     assert log[0]["ascending"] == ["privacy", "copyright"]
     assert all(last[d] < first[d] for d in first), (first, last)

@@ -28,7 +28,7 @@ Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the who
 - ``utility_budget``: once the perplexity of a utility-check text (never trained on, never reported) exceeds
   that multiple of the vanilla model's, the stage goes back to the last weights within it and on at half the step
   size (``budget_backoff``), or stops there; with ``budget_repair_steps``, it first tries to win the budget back
-  with steps of the retain terms alone.
+  with steps of general replay alone.
 
 Masking policies:
 - ``paper``: every update is multiplied by not-F.
@@ -304,13 +304,17 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
 
     def repair(at_step: int, offset: int, retain_order: list[Encoded], general_order: list[Encoded],
                repairs: list[dict]) -> float:
-        """Steps of the retain terms alone (no ascent) until the utility-check perplexity is below the middle of the
-        budget, at most ``budget_repair_steps``; returns the perplexity reached and logs the repair."""
+        """Steps of general replay alone (no ascent; the retain descent where the run has no replay) until the
+        utility-check perplexity is below the middle of the budget, at most ``budget_repair_steps``; returns the
+        perplexity reached and logs the repair. Replay alone: the budget is about general text, and more descent on
+        the retain facts is not what it lacks."""
         goal = start_utility * (1 + config.utility_budget) / 2
         for j in range(1, config.budget_repair_steps + 1):
-            retain_start = (offset + j * half) % len(retain_order)
-            general_start = (offset + j * half) % len(general_order) if general_order else 0
-            step([], retain_order[retain_start:retain_start + half], general_order[general_start:general_start + half])
+            start = (offset + j * half) % len(general_order or retain_order)
+            if general_order:
+                step([], [], general_order[start:start + half])
+            else:
+                step([], retain_order[start:start + half], [])
             ppl = utility()
             if ppl <= goal:
                 break
