@@ -334,7 +334,7 @@ class UnlearnConfig(_Section):
     counts as predicted until its logit is this many nats below the best other token's, so ascent pushes it that
     far past the argmax (0: just past it, the setting until session 24). A forget token barely below the argmax
     in the trained wording may still be the argmax in another wording of the same question: 0.5 lifted privacy's
-    paraphrases over 80 where 0 had stopped at 72.5 (RESULTS.md, *The ascent margin*)."""
+    paraphrases over 80 where 0 had stopped at 72.5 (RESULTS.md, *Two seeds the default was not chosen on*)."""
     general_weight: float = 4.0
     """Weight of general replay in every step (KL to the base model on the replay data, as in stage 0):
     general text as a further retain set. 0: the paper's objective."""
