@@ -271,7 +271,9 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             forget_batch = [x for x in forget_order[i:i + half] if domain_of[x] not in reached]
             losses.append(step(forget_batch, retain_order[retain_start:retain_start + half],
                                general_order[general_start:general_start + half]))
-            if config.target_check_steps and config.target_us is not None and k % config.target_check_steps == 0:
+            # (not after the epoch's last step when ``check`` scores the same weights right after it)
+            if config.target_check_steps and config.target_us is not None and k % config.target_check_steps == 0 \
+                    and (k < len(steps) or check is None):
                 reached.update({d: k for d in active if d not in reached and forget_us(d) >= config.target_us})
             done = len(reached) == len(active)  # nothing left to ascend in this epoch
             every = config.utility_check_steps
