@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import cached_property
 from pathlib import Path
 
@@ -47,7 +48,6 @@ from grail.models import (
     load_base,
     load_trainable_state,
     make_trainable,
-    merged_adapter,
     read_trainable_file,
     save_trainable,
     set_trainable,
@@ -286,7 +286,7 @@ class Pipeline:
             # the base model never saw the data: what forgetting can honestly aim for; scored teacher-forced only
             # (generation is the slow part of an evaluation, and a model that never saw the data leaks nothing)
             base = name == "base"
-            with base_weights(self.model) if base else merged_adapter(self.use_weights(weights_folder(name))) as model:
+            with base_weights(self.model) if base else nullcontext(self.use_weights(weights_folder(name))) as model:
                 return evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
                                 cfg.evaluate.batch_size, self.device,
                                 cfg.evaluate.max_new_tokens if cfg.evaluate.generate and not base else None,
