@@ -247,6 +247,28 @@ def test_a_domain_at_the_target_within_the_epoch_leaves_the_ascent(tiny_lora, ti
     assert len(ascended) > 2  # the epoch went on for the other domain
 
 
+@pytest.mark.parametrize("with_check", [True, False])
+def test_the_target_is_not_checked_after_the_last_step_when_the_epoch_end_scores_it(tiny_lora, tiny_sets,
+                                                                                    monkeypatch, with_check):
+    """The end-of-epoch ``check`` scores the weights of the epoch's last step: no in-epoch target check there too
+    (one pass over the forget examples saved per epoch). Without ``check`` the last step is still checked."""
+    import grail.stages.unlearn as stage3
+
+    model, tokenizer = tiny_lora
+    forget, retain = tiny_sets
+    checked = []  # per in-epoch target check, the forget examples scored
+    monkeypatch.setattr(stage3, "teacher_forced", lambda model, items, *args: (
+        checked.append(len(items)) or [1.0] * len(items), None, None))  # nothing forgotten: US 0, never the target
+    scores = {d: {"US": 0.0, "RS": 100.0} for d in forget}
+    config = UnlearnConfig(**{**PAPER, "target_check_steps": 1, "pools": "all"}, epochs=1, lr=1e-3, batch_size=4,
+                           target_us=50.0)
+    unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0,
+            check=(lambda: scores) if with_check else None)
+    steps = -(-sum(len(items) for items in forget.values()) // 2)
+    checks = steps - 1 if with_check else steps
+    assert len(checked) == checks * len(forget)  # every domain ascends the whole epoch
+
+
 def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_sets):
     """Crossing the budget with ``budget_backoff: 2``: back to the last weights within it, on at half the
     learning rate, twice; the third crossing stops the stage as without backoff."""
