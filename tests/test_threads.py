@@ -11,11 +11,11 @@ PROBE = "import os, sys\n{before}\nfrom grail.threads import configure_threads\n
 
 
 @pytest.mark.parametrize("before,env,expected", [
-    ("", {}, "1000 False"),                                # set, before torch loads
+    ("", {}, "10000 False"),                               # set, before torch loads
     ("", {"OMP_WAIT_POLICY": "ACTIVE"}, "None False"),     # the user's policy wins
     ("", {"GOMP_SPINCOUNT": "7"}, "7 False"),              # the user's spin count wins
     ("import torch", {}, "None True"),                     # too late: torch has read its settings
-    ("import grail.cli", {}, "1000 False"),                # the command line imports nothing heavy first
+    ("import grail.cli", {}, "10000 False"),               # the command line imports nothing heavy first
 ])
 def test_spin_count_is_set_only_before_torch_and_never_over_the_user(before, env, expected):
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-SPIN_COUNT = "1000"
+SPIN_COUNT = "10000"
 
 
 def configure_threads(threads: int | None = None) -> None:
