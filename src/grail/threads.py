@@ -1,12 +1,14 @@
-"""CPU thread settings, chosen from measurements (BENCHMARKS-threads.md).
+"""CPU thread settings, chosen from measurements (BENCHMARKS-threads.md, RESULTS.md *Time*).
 
 OpenMP's worker threads spin while they wait for each other (libgomp: 300,000 turns before sleeping). Beside
 another busy process a spinning thread burns the time slice its partner needs: a training step that takes 1.2 s
-alone took 4.6-9.4 s beside one busy torch process here (and 23 s beside a test suite). A short spin (1,000
-turns, what libgomp itself uses when threads outnumber cores) keeps the quiet speed and cuts that to about
-2.4x; sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) was as robust but 1.3x slower when quiet. OpenMP reads
-these once, when torch is first imported, so the command line sets them before that (``grail.cli`` imports
-nothing heavy before ``configure_threads``); a user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` wins.
+alone took 4.6-40 s beside one busy torch process here (and 23 s beside a test suite). Spinning too briefly
+costs the other way: a stage-0 step is thousands of short operations, and with 1,000 turns (grail's setting until
+session 25) each one waited for its partner to wake: 1.44 s a step against 0.96 s. 10,000 turns keeps the quiet
+speed of the default and much of the robustness of a short spin. OpenMP reads these once, when torch is first
+imported, so the command line sets them before that (``grail.cli`` imports nothing heavy before
+``configure_threads``); a user's own ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` wins (``GOMP_SPINCOUNT=1000`` beside
+other busy jobs).
 """
 
 from __future__ import annotations
