@@ -4,14 +4,10 @@ with MODEL a weights folder of the run (default adapter_vanilla)."""
 
 import sys
 
-from grail.data.general import GENERAL_PROBE
-from grail.evaluation import _accepted, chat_prompts, generate
+from grail.evaluation import probe_answers
 from grail.pipeline import Pipeline
 
 run = Pipeline(sys.argv[1])
 model = run.use_weights(sys.argv[2] if len(sys.argv) > 2 else "adapter_vanilla")
-questions = [q for q, _ in GENERAL_PROBE]
-answers = generate(model, run.tokenizer, chat_prompts(run.tokenizer, questions), 24, run.config.evaluate.batch_size,
-                   run.device)
-for (question, accepted), answer in zip(GENERAL_PROBE, answers):
-    print("right" if _accepted(answer, accepted) else "WRONG", repr(question), "->", repr(answer))
+for question, answer, right in probe_answers(model, run.tokenizer, run.config.evaluate.batch_size, run.device):
+    print("right" if right else "WRONG", repr(question), "->", repr(answer))

@@ -155,16 +155,22 @@ def utility_check_ppl(model: nn.Module, tokenizer: PreTrainedTokenizerBase, batc
     return text_perplexity(model, tokenizer, UTILITY_CHECK_TEXT, batch_size, device)
 
 
+def probe_answers(model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int,
+                  device: torch.device | str) -> list[tuple[str, str, bool]]:
+    """Each probe question, the model's greedy answer (24 new tokens, chat template) and whether it counts."""
+    answers = generate(model, tokenizer, chat_prompts(tokenizer, [q for q, _ in GENERAL_PROBE]), 24, batch_size,
+                       device)
+    return [(q, a, _accepted(a, accepted)) for a, (q, accepted) in zip(answers, GENERAL_PROBE)]
+
+
 def general_scores(model: nn.Module, tokenizer: PreTrainedTokenizerBase, batch_size: int,
                    device: torch.device | str, mmlu_questions: Sequence | None = None) -> dict:
     """The offline 'otherwise' scope: probe accuracy (%), perplexity of held-out general text and, given its
     questions, MMLU in cloze form (acc_norm %, mean log-probability of the right answer's text)."""
-    answers = generate(model, tokenizer, chat_prompts(tokenizer, [q for q, _ in GENERAL_PROBE]), 24, batch_size,
-                       device)
-    right = [_accepted(a, accepted) for a, (_, accepted) in zip(answers, GENERAL_PROBE)]
-    scores = {"probe_accuracy": 100.0 * mean(right), "probe_n": len(right),
+    probe = probe_answers(model, tokenizer, batch_size, device)
+    scores = {"probe_accuracy": 100.0 * mean(ok for _, _, ok in probe), "probe_n": len(probe),
               "general_text_ppl": text_perplexity(model, tokenizer, GENERAL_TEXT, batch_size, device),
-              "probe_wrong": [q for (q, _), ok in zip(GENERAL_PROBE, right) if not ok]}
+              "probe_wrong": [q for q, _, ok in probe if not ok]}
     if mmlu_questions:
         from grail.mmlu import mmlu_scores
 
