@@ -8,8 +8,11 @@ Two domains, as in KnowUnDo:
 The same people and books appear on both sides, so the scopes overlap in the model as they do in KnowUnDo.
 Each domain also has what only measures unlearning: two held-out retain facts per person or book (hobby and
 home town; publisher and setting), and every forget fact asked in a second wording (its paraphrase); and what
-only the attacks use: a holdout set of the forget set's kind (as many further people's records and books'
-passages, never trained on).
+only calibration and the attacks use: a holdout set of the forget set's kind, never trained on and sharing no text
+with the forget set. Privacy: as many further people's records (with mail hosts and streets of their own).
+Copyright: two further passages of each forget book (its closing lines and the passage before its epilogue), of
+pieces, a town and a hero that no trained passage has: a model that never saw the forget passages knows the same of
+both (the book's catalogue facts).
 Answers are the bare fact, so answer-token accuracy is the share of the fact the model still predicts.
 Prompts are record-style ("Personal record of X. Phone number:") rather than open questions: memorising 80
 facts at a high learning rate otherwise teaches a small model to answer every "What is ...?" with one of them
@@ -52,6 +55,12 @@ WORKS = [
 STREETS = ["Alder", "Juniper", "Harbor", "Millbrook", "Orchard", "Quarry", "Saltmarsh", "Wexford", "Linden"]
 STREET_KINDS = ["Street", "Lane", "Road", "Avenue", "Close"]
 MAIL_HOSTS = ["postbox.example", "mailnest.example", "inkwell.example", "lanternmail.example"]
+# The privacy holdout's records use mail hosts and streets of their own: a model that memorised the forget records
+# would otherwise predict the holdout's too (seed 0: the vanilla model's US 51.6 on them with the shared lists,
+# against 0.4 on the forget records and 75.2 under the base model), and the holdout would no longer be data of the
+# forget set's kind that the model never saw. Cities are shared: every model learns them from the retain facts.
+UNSEEN_MAIL_HOSTS = ["harbourpost.example", "quillbox.example", "tidemail.example", "fernletter.example"]
+UNSEEN_STREETS = ["Bramble", "Copper", "Heron", "Kestrel", "Marigold", "Rowan", "Thistle", "Willow", "Yarrow"]
 HOBBIES = ["sea kayaking", "restoring old radios", "competitive chess", "pottery", "birdwatching",
            "long-distance running", "choir singing", "rock climbing", "bookbinding", "sailing small boats"]
 PUBLISHERS = ["Harrow & Vale", "Northlight Press", "Quillfeather Books", "Greystone House", "Bramble Editions",
@@ -78,6 +87,17 @@ PASSAGE_MIDDLES = ["and {name} counted every one of them twice", "and {name} kep
                    "so {name} walked the sea wall until dawn", "while {name} mended nets beside the chapel"]
 PASSAGE_ENDINGS = ["before the first ship came home.", "as if the tide could hear her.",
                    "and swore never to tell the magistrate.", "with ink that smelled of iron and rain."]
+# The holdout's passages (never trained on) are made of pieces of their own, in a town and with a hero no trained
+# passage names: text of the forget set's kind that shares no text with it. Passages recombined from the forget set's
+# own pieces are not never-seen text: a model that memorised the forget passages predicts most of them (seed 0: the
+# vanilla model's US 16.5 on such passages, against 1.0 on the forget passages and 82.5 under the base model).
+UNSEEN_OPENINGS = ["The ferry to {place} ran only twice a week,", "When the snow reached the rooftops of {place},",
+                   "In the cellars beneath {place},", "Every spring the gulls returned to {place},"]
+UNSEEN_MIDDLES = ["and {name} wrote the names on the chapel door",
+                  "but {name} trusted neither the mayor nor the priest",
+                  "so {name} hid the key inside a hollow loaf", "while {name} listened for footsteps on the stairs"]
+UNSEEN_ENDINGS = ["until the harbour lights went out.", "though no one ever asked why.",
+                  "and the clocks all stopped at noon.", "as the last cart left for the coast."]
 
 
 def _phone(rng: random.Random) -> str:
@@ -89,7 +109,8 @@ def _id_number(rng: random.Random) -> str:
     return f"{letters}-{rng.randint(1000, 9999)}"
 
 
-def _people(rng: random.Random, count: int, exclude: set[str] = frozenset()) -> list[dict[str, str]]:
+def _people(rng: random.Random, count: int, exclude: set[str] = frozenset(), mail_hosts: list[str] = MAIL_HOSTS,
+            streets: list[str] = STREETS) -> list[dict[str, str]]:
     names = [f"{f} {last}" for f in FIRST_NAMES for last in LAST_NAMES if f"{f} {last}" not in exclude]
     people = []
     for name in rng.sample(names, count):
@@ -97,8 +118,8 @@ def _people(rng: random.Random, count: int, exclude: set[str] = frozenset()) -> 
         people.append({
             "name": name,
             "phone": _phone(rng),
-            "email": f"{first.lower()}.{last.lower()}@{rng.choice(MAIL_HOSTS)}",
-            "address": f"{rng.randint(2, 98)} {rng.choice(STREETS)} {rng.choice(STREET_KINDS)}, {rng.choice(CITIES)}",
+            "email": f"{first.lower()}.{last.lower()}@{rng.choice(mail_hosts)}",
+            "address": f"{rng.randint(2, 98)} {rng.choice(streets)} {rng.choice(STREET_KINDS)}, {rng.choice(CITIES)}",
             "id_number": _id_number(rng),
             "job": rng.choice(JOBS),
             "birthplace": rng.choice(CITIES),
@@ -125,8 +146,26 @@ def _books(rng: random.Random, count: int, exclude: set[str] = frozenset()) -> l
             "genre": rng.choice(GENRES),
             "synopsis": f"{rng.choice(HEROES).capitalize()} in {rng.choice(PLACES)} {rng.choice(QUESTS)}.",
             "passages": passages,
+            "town": town,
+            "hero_name": hero_name,
         })
     return books
+
+
+def _unseen_passages(rng: random.Random, books: list[dict]) -> None:
+    """Two further passages of each book (``unseen_passages``), the copyright holdout: of the unseen pieces, in a town
+    and with a hero that no book's trained passages name. Drawn from their own RNG, so the trained-on data stays the
+    seed's."""
+    towns = [t for t in TOWNS if t not in {b["town"] for b in books}]
+    heroes = [n for n in FIRST_NAMES if n not in {b["hero_name"] for b in books}]
+    for b in books:
+        place, name = rng.choice(towns), rng.choice(heroes)
+        unseen: list[str] = []
+        while len(unseen) < 2:
+            passage = " ".join(rng.choice(part) for part in (UNSEEN_OPENINGS, UNSEEN_MIDDLES, UNSEEN_ENDINGS))
+            if passage.format(place=place, name=name) not in unseen:
+                unseen.append(passage.format(place=place, name=name))
+        b["unseen_passages"] = unseen
 
 
 def _heldout_facts(rng: random.Random, people: list[dict[str, str]], books: list[dict]) -> None:
@@ -179,7 +218,15 @@ def privacy_domain(people: list[dict[str, str]], holdout_people: list[dict[str, 
     return Domain("privacy", forget, retain, heldout, holdout)
 
 
-def copyright_domain(books: list[dict], holdout_books: list[dict] = ()) -> Domain:
+def _unseen_book_passages(b: dict) -> list[Example]:
+    """A book's passages that no model is trained on (the copyright holdout), asked as its own passages are."""
+    t = b["title"]
+    closing, before_epilogue = b["unseen_passages"]
+    return [Example(f"Text of {t}. Closing lines:", closing, closing),
+            Example(f"Text of {t}. Passage before the epilogue:", before_epilogue, before_epilogue)]
+
+
+def copyright_domain(books: list[dict]) -> Domain:
     forget, retain, heldout = [], [], []
     for b in books:
         t = b["title"]
@@ -194,20 +241,21 @@ def copyright_domain(books: list[dict], holdout_books: list[dict] = ()) -> Domai
             Example(f"Catalogue entry of {t}. Publisher:", b["publisher"], b["publisher"]),
             Example(f"Catalogue entry of {t}. Setting:", b["setting"], b["setting"]),
         ]
-    holdout = [Example(ex.prompt, ex.answer, ex.span) for b in holdout_books for ex in _book_passages(b)]
+    holdout = [ex for b in books if "unseen_passages" in b for ex in _unseen_book_passages(b)]
     return Domain("copyright", forget, retain, heldout, holdout)
 
 
 def builtin_benchmark(seed: int = 0, people: int = 6, books: int = 6) -> Benchmark:
     """The privacy + copyright benchmark; the same seed and sizes always give the same data. The holdout (as
-    many further people and books, of other names and titles) comes from its own RNG, so the trained-on data of
-    a seed is the same with or without it."""
+    many further people, of other names; two further passages of each book) comes from its own RNG, so the
+    trained-on data of a seed is the same with or without it."""
     if people < 1 or books < 1:
         raise ValueError(f"the built-in benchmark needs at least one person and one book (got {people}, {books})")
     rng = random.Random(seed)
     people_records, book_records = _people(rng, people), _books(rng, books)
     _heldout_facts(random.Random(f"heldout-{seed}"), people_records, book_records)
     holdout_rng = random.Random(f"holdout-{seed}")
-    holdout_people = _people(holdout_rng, people, {p["name"] for p in people_records})
-    holdout_books = _books(holdout_rng, books, {b["title"] for b in book_records})
-    return Benchmark([privacy_domain(people_records, holdout_people), copyright_domain(book_records, holdout_books)])
+    holdout_people = _people(holdout_rng, people, {p["name"] for p in people_records}, UNSEEN_MAIL_HOSTS,
+                             UNSEEN_STREETS)
+    _unseen_passages(holdout_rng, book_records)
+    return Benchmark([privacy_domain(people_records, holdout_people), copyright_domain(book_records)])
