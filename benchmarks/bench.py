@@ -140,7 +140,7 @@ def bench_stage3(model, tokenizer, args) -> dict:
     masks = UpdateMasks.for_policy(localize(random_importance({n: p.shape for n, p in params.items()}), DOMAINS,
                                             LocalizeConfig()), "paper")
     start = {n: p.detach().clone() for n, p in params.items()}
-    config = UnlearnConfig(epochs=1, target_us=None, general_weight=0.0)  # masking overhead: the paper objective
+    config = UnlearnConfig(epochs=1, target="none", general_weight=0.0)  # masking overhead: the paper objective
 
     def epoch(with_masks: bool) -> Callable[[], None]:
         def run() -> None:

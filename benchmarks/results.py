@@ -47,9 +47,17 @@ def _run_seeds(seeds: list[int], runs: Path, jobs: int) -> None:
         running.pop(0)
 
 
-def _pair(domains: dict, key: str | Callable[[dict], float | None]) -> str:
+def _pair(domains: dict, key: str | Callable[[dict], float | None], digits: int = 1) -> str:
     values = [key(domains[d]) if callable(key) else domains[d].get(key) for d in domains]
-    return " / ".join("—" if v is None else f"{v:.1f}" for v in values)
+    return " / ".join("—" if v is None else f"{v:.{digits}f}" for v in values)
+
+
+def _calibration(key: str) -> Callable[[dict], float | None]:
+    """A domain's calibration value (``auc``: against the holdout, or the base model's where it has none)."""
+    def value(domain: dict) -> float | None:
+        c = domain.get("calibration", {})
+        return c.get("auc_base") if key == "auc" and c.get("auc") is None else c.get(key)
+    return value
 
 
 def seeds_table(documents: dict[int, dict]) -> str:
@@ -58,18 +66,20 @@ def seeds_table(documents: dict[int, dict]) -> str:
 
     first = next(iter(documents.values()))
     names = " / ".join(first["domains"])
-    lines = [f"| seed | model | US ({names}) | US paraphrased | RS | RS held-out | held-out produced % | leak % "
-             "| general PPL (x vanilla) | probe % | MMLU % | stage 3 stop |", "|---" * 12 + "|"]
+    lines = [f"| seed | model | US ({names}) | never-seen US | AUC vs never-seen | US paraphrased | RS | RS held-out "
+             "| held-out produced % | leak % | general PPL (x vanilla) | probe % | MMLU log-prob | stage 3 stop |",
+             "|---" * 14 + "|"]
     for seed, document in documents.items():
         vanilla_ppl = float(document["models"]["vanilla"]["general"]["general_text_ppl"])
         for name, model in document["models"].items():
             d, g = model["domains"], model["general"]
             ppl = float(g["general_text_ppl"])
             stop = (document["unlearning"]["stop"] or "epoch budget").split(";")[0] if name == "grail" else ""
-            keys = ("US", "US_paraphrase", "RS", "RS_heldout", heldout_produced_rate, "leak_rate")
-            cells = [_pair(d, k) for k in keys]
+            keys = ("US", _calibration("US_reference"), _calibration("auc"), "US_paraphrase", "RS", "RS_heldout",
+                    heldout_produced_rate, "leak_rate")
+            cells = [_pair(d, k, 2 if k == keys[2] else 1) for k in keys]
             lines.append(f"| {seed} | {name} | {' | '.join(cells)} | {ppl:.2f} (x {ppl / vanilla_ppl:.2f}) "
-                         f"| {g['probe_accuracy']:.1f} | {g.get('mmlu_accuracy', float('nan')):.2f} | {stop} |")
+                         f"| {g['probe_accuracy']:.1f} | {g.get('mmlu_logprob', float('nan')):.3f} | {stop} |")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ TINY = {
     "model": {"name": "tiny", "adapter": "full"},
     "data": {"people": 1, "books": 1},
     "finetune": {"epochs": 5, "lr": 3e-3},
-    "unlearn": {"epochs": 2, "lr": 2e-3, "batch_size": 4, "target_us": None,  # a barely trained vanilla
+    "unlearn": {"epochs": 2, "lr": 2e-3, "batch_size": 4, "target": "none",  # a barely trained vanilla
                 "divergence_rs_drop": 100.0},
     "localize": {"memflex_mu": 0.99, "memflex_sigma": 0.0},  # the reference thresholds select nothing here
     "evaluate": {"max_new_tokens": 4, "probe": False},
@@ -36,9 +36,9 @@ def compared(cli_run):
 def test_published_baselines_keep_the_papers_forget_weight(name):
     # resolved as Experiments.unlearn_method resolves it: the run's unlearn section, then the method's overrides
     default = UnlearnConfig()
-    assert default.forget_weight == 0.8  # grail's own default (README, *A rank-4 adapter, twice the forget weight*)
+    assert default.forget_weight == 1.0  # grail's own default, for its own objective (to_base)
     assert dataclasses.replace(default, **METHODS[name].unlearn).forget_weight == 0.4
-    assert dataclasses.replace(default, **METHODS["grail"].unlearn).forget_weight == 0.8
+    assert dataclasses.replace(default, **METHODS["grail"].unlearn).forget_weight == 1.0
 
 
 def _weights(folder, name):
@@ -108,6 +108,26 @@ def test_single_domain_strategies_unlearn_only_their_domain(compared):
         assert log and all(epoch["ascending"] == [domain] for epoch in log)
     log = io.read_json(folder / "methods" / "sequential-c-p" / "adapter_unlearned" / "training_log.json")
     assert [e["ascending"] for e in log] == [["copyright"]] * 2 + [["privacy"]] * 2
+
+
+def test_the_forgetting_matched_comparison_holds_every_method_to_the_calibrated_target(compared):
+    """``--target calibrated``: each method is stored apart under that target, checked as often as the run's own
+    (the published baselines check theirs once an epoch), and the tables say how calibrated each model is."""
+    folder, _ = compared
+    assert main(["compare", "--out", str(folder), "--quiet", "--no-attacks", "--methods", "ga-gd-id,grail",
+                 "--target", "calibrated"]) == 0
+    for name in ("ga-gd-id-calibrated", "grail-calibrated"):
+        log = io.read_json(folder / "methods" / name / "adapter_unlearned" / "training_log.json")
+        assert all(set(epoch["target"]) == {"privacy", "copyright"} and "auc_base" in epoch["target"]["privacy"]
+                   for epoch in log)
+    own = io.read_json(folder / "methods" / "ga-gd-id" / "adapter_unlearned" / "training_log.json")
+    assert all("auc" not in m for epoch in own for m in epoch.get("target", {}).values())  # its own: US >= 90
+    document = io.read_json(folder / "comparison-calibrated" / "comparison.json")
+    header, rows = document["table_calibration"]["header"], document["table_calibration"]["rows"]
+    assert [row[0] for row in rows] == ["base", "vanilla", "ga-gd-id", "grail"]
+    assert "privacy AUC (base)" in header and all(row[header.index("privacy AUC (base)")] is not None for row in rows)
+    calibrated = io.read_json(folder / "evaluations" / "ga-gd-id-calibrated.json")["domains"]["privacy"]
+    assert rows[2][header.index("privacy US")] == calibrated["calibration"]["US"]
 
 
 def test_unknown_method_is_refused_before_any_work(compared, capsys):

@@ -106,6 +106,6 @@ def test_an_ignored_field_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # used by NPO: no warning
         build_config({"unlearn": {"npo_beta": 0.5, "forget_objective": "npo"}})
-        build_config({"unlearn": {"ascent_margin": 1.0}})  # the default stop asks "still predicted?"
+        build_config({"unlearn": {"forget_objective": "ascent", "ascent_margin": 1.0}})  # its stop: "predicted?"
     with pytest.warns(UserWarning, match="unlearn.ascent_margin is ignored"):
         build_config({"unlearn": {"ascent_margin": 1.0, "ascent_stop": "uniform"}})

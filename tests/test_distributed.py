@@ -20,7 +20,7 @@ CONFIG = {
     "data": {"people": 1, "books": 1},
     "finetune": {"epochs": 4, "lr": 1e-2},
     "gradients": {"batch_size": 4},  # several batches, so each process takes some
-    "unlearn": {"epochs": 2, "lr": 2e-3, "batch_size": 4, "target_us": None},
+    "unlearn": {"epochs": 2, "lr": 2e-3, "batch_size": 4, "target": "none"},
     "evaluate": {"max_new_tokens": 4, "probe": False},
 }
 

@@ -13,7 +13,7 @@ TINY_RUN = {
     "data": {"people": 1, "books": 1},
     "finetune": {"epochs": 3, "lr": 1e-2, "batch_size": 4},
     "gradients": {"batch_size": 8},
-    "unlearn": {"epochs": 2, "lr": 5e-3, "batch_size": 4, "target_us": None},
+    "unlearn": {"epochs": 2, "lr": 5e-3, "batch_size": 4, "target": "none"},
     "evaluate": {"max_new_tokens": 4, "mmlu_per_subject": 1},
 }
 """LoRA on the tiny Llama, one person and one book: every stage in seconds."""

@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
         "--utility-budget", type=float, default=None, metavar="RATIO",
         help="utility-matched: each method keeps its last epoch whose utility-check perplexity is within RATIO x "
              "the vanilla model's (e.g. 1.25); results in RUN/comparison-budget<RATIO>/")
+    commands.choices["compare"].add_argument(
+        "--target", choices=["calibrated", "us"], default=None,
+        help="forgetting-matched: hold every method to this forgetting target (unlearn.target; calibrated: each "
+             "domain stops once its forget set is no more familiar than never-seen data), checked as often as the "
+             "run's own, so methods are ranked by what they keep at equal forgetting; results in "
+             "RUN/comparison[-budget<RATIO>]-<TARGET>/")
     general = commands.choices["evaluate"]
     general.add_argument("--general", action="store_true",
                          help="also run lm-eval tasks on every model of the run (paper Table II); offline, the "
@@ -210,7 +216,7 @@ def _command(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from grail import distributed
-    from grail.experiments import Experiments
+    from grail.experiments import Experiments, comparison_folder
     from grail.io import UnreadableFileError
     from grail.run_folder import RunFolderError
 
@@ -245,14 +251,14 @@ def _command(args: argparse.Namespace) -> int:
         if attacking:
             return _attack(args, run)
         if args.command == "compare":
-            tables = run.compare(names, args.utility_budget, attacks=not args.no_attacks)
+            tables = run.compare(names, args.utility_budget, attacks=not args.no_attacks, target=args.target)
             from grail.compare import markdown
 
-            for table in ("table1", "table5_hs", "table_utility", "table4_strategies", "table6_ablations",
-                          "table_robustness"):
+            for table in ("table1", "table5_hs", "table_utility", "table_calibration", "table4_strategies",
+                          "table6_ablations", "table_robustness"):
                 if table in tables:
                     print(markdown(tables[table]["header"], tables[table]["rows"]))
-            out = folder / ("comparison" + ("" if args.utility_budget is None else f"-budget{args.utility_budget:g}"))
+            out = folder / comparison_folder(args.utility_budget, args.target)
             if (out / "ranking.md").is_file():
                 print((out / "ranking.md").read_text())
             print(f"tables and figures: {out}")

@@ -158,6 +158,24 @@ def utility_rows(scores: dict[str, dict], budget: float = BUDGET) -> tuple[list[
     return header, rows
 
 
+def calibration_rows(scores: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """The calibration table: per model and domain, US beside the never-seen reference's US under the same model,
+    their gap and the AUC of the forget set against it (0.5: as unfamiliar as never-seen data; ``calibration.py``).
+    Models scored before calibration existed have empty cells."""
+    domains = _domains(scores)
+    header = ["model", *(f"{d} {k}" for d in domains
+                         for k in ("US", "never-seen US", "gap", "AUC", "never-seen US (base)", "AUC (base)"))]
+    rows = []
+    for name in _ordered(scores):
+        cells = []
+        for d in domains:
+            c = scores[name].get("domains", {}).get(d, {}).get("calibration") or {}
+            cells += [c.get("US"), c.get("US_reference"), c.get("gap"), c.get("auc"), c.get("US_base"),
+                      c.get("auc_base")]
+        rows.append([name, *cells])
+    return header, rows
+
+
 def ranking(scores: dict[str, dict], budget: float = BUDGET) -> dict[str, list[str]]:
     """The methods within the budget by avg. HS, best first (ranking by HS alone would reward a model that broke:
     the budget keeps the comparison to models that still work), those outside it, and those without a general-text
@@ -199,7 +217,7 @@ def write_comparison(folder: Path, scores: dict[str, dict], budget: float = BUDG
     header_1, rows_1, header_5, rows_5 = table_rows(scores)
     tables = {"table1": (header_1, rows_1), "table4_strategies": success_rows(scores, STRATEGIES),
               "table5_hs": (header_5, rows_5), "table6_ablations": success_rows(scores, ABLATIONS),
-              "table_utility": utility_rows(scores, budget)}
+              "table_utility": utility_rows(scores, budget), "table_calibration": calibration_rows(scores)}
     if attacks is not None:
         from grail.attacks.report import robustness_rows
 

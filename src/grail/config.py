@@ -282,10 +282,10 @@ class UnlearnConfig(_Section):
     policy: Literal["paper", "per-objective"] = "paper"
     """``paper``: every update is multiplied by not-F. ``per-objective`` (authors' code): OP-UR is zeroed in
     forget gradients, OP-RR in retain gradients."""
-    forget_weight: float = 0.8
-    """The forget loss enters with weight -forget_weight (ascent). The paper's is 0.4 (the published baselines keep
-    it); 0.8 is our default with the rank-4 adapter, whose ascent at 0.4 stalled on one seed of three under the
-    subject anchor and the retain terms (RESULTS.md, *A smaller LoRA rank*)."""
+    forget_weight: float = 1.0
+    """Weight of the forget objective. ``ascent`` enters as -forget_weight x CE; the paper's weight is 0.4 (the
+    published baselines keep it). ``to_base`` (the default objective) enters with weight 1, as the retain and replay
+    terms' own losses do."""
     retain_weight: float = 2.0
     """The retain loss enters with weight +retain_weight (descent)."""
     lr: float = 1e-3
@@ -303,29 +303,43 @@ class UnlearnConfig(_Section):
     epochs: int = 20
     """Most epochs over the forget examples; fewer when a stop rule fires. A cap, not the stopping rule: the target
     and the utility budget stop stage 3 (RESULTS.md, *The default, three seeds*: how many the default's seeds need)."""
-    target_us: float | None = 90.0
-    """Checked after each epoch (and within it, see ``target_check_steps``): a domain whose Unlearning Success (%)
-    reaches this stops ascending, and the stage stops once every domain has; None: ascend every domain for the whole
-    budget."""
+    target: Literal["calibrated", "us", "none"] = "calibrated"
+    """When a domain has forgotten enough: it then stops ascending, and the stage stops once every domain has (checked
+    after each epoch and within it, see ``target_check_steps``). ``calibrated``: once its forget set is no more
+    familiar to the model than never-seen data of its kind, the AUC of the per-example mean answer-token
+    log-probability, forget set against the domain's holdout scored under the same model, at most 0.5 (what exact
+    unlearning gives; with fewer than 10 holdout examples the base model's scores of the forget set are the reference,
+    with a warning; ``grail/calibration.py``). ``us``: once its Unlearning Success reaches ``target_us`` (the
+    paper's protocol). ``none``: ascend every domain for the whole epoch budget."""
+    target_us: float = 90.0
+    """With ``target: us``: the Unlearning Success (%) a domain must reach."""
     target_check_steps: int = 2
-    """Also check the target every this many steps, on the forget examples of the domains still ascending: a
+    """Also check the target every this many steps, on the domains still ascending: a
     domain that reaches it stops ascending at once instead of at the end of the epoch (an epoch of ascent past the
     target costs retention and utility budget for nothing). 0: at the end of each epoch only (the paper's
-    baselines). Each check is one teacher-forced pass over the ascending domains' forget examples."""
+    baselines). Each check is one teacher-forced pass over the ascending domains' forget examples (and, calibrated,
+    their holdouts)."""
     divergence_rs_drop: float = 40.0
     """Stop (keeping the last good epoch) if any domain's Retention Success falls this many points below vanilla."""
     max_grad_norm: float = 1.0
     """Clip the global gradient norm to this (0: no clipping)."""
-    forget_objective: Literal["ascent", "random_labels", "adversarial", "npo"] = "ascent"
-    """``ascent`` (GRAIL); the baselines' ``random_labels``, ``adversarial`` (descent on relabelled answers) and
-    ``npo`` (Negative Preference Optimization)."""
+    forget_objective: Literal["to_base", "ascent", "random_labels", "adversarial", "npo"] = "to_base"
+    """``to_base`` (the default): ascent on the forget answer tokens the model still finds likelier than the base
+    model (before stage 0: a model that never saw the data) did, plus the KL from the base model's next-token
+    distributions to the current ones on the forget answers: each forget token is brought down to a never-trained
+    model's level and the rest of the answer's distribution is held there, so that forgetting converges on what a
+    model that never saw the data gives instead of pushing past it (``docs/design.md``). ``ascent``: the paper's
+    gradient ascent (``grail-paper``, the published baselines), stopped per token by ``ascent_stop``; the baselines'
+    ``random_labels``, ``adversarial`` (descent on relabelled answers) and ``npo`` (Negative Preference
+    Optimization)."""
     retain_objective: Literal["descent", "kl"] = "descent"
     """``descent`` (GRAIL) or ``kl``: KL divergence to the vanilla model's next-token distributions."""
     npo_beta: float = 0.1
     """NPO's inverse temperature (only with ``forget_objective: npo``)."""
-    ascent_stop: Literal["reference", "oracle", "forgotten", "uniform", "never"] = "forgotten"
+    ascent_stop: Literal["reference", "oracle", "forgotten", "uniform", "never"] = "reference"
     """When a forget answer token stops being ascended: ``reference``, once the model no longer predicts it
-    (argmax) or finds it no more likely than the base model (before stage 0) did; ``oracle``, once it finds it no
+    (argmax) or finds it no more likely than the base model (before stage 0) did: no token is pushed below a
+    never-trained model's level; ``oracle``, once it finds it no
     more likely than the oracle (stage 0 without the forget sets, trained first if the run has none) does:
     unlearning aimed at what exact unlearning gives; ``forgotten``, once the model no longer predicts it;
     ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain gradient ascent."""
@@ -371,7 +385,7 @@ class UnlearnConfig(_Section):
             (self.weight_decay >= 0, "weight_decay", ">= 0"),
             (self.batch_size >= 2, "batch_size", ">= 2 (half forget, half retain)"),
             (self.epochs >= 1, "epochs", ">= 1"),
-            (self.target_us is None or 0 < self.target_us <= 100, "target_us", "a percentage in (0, 100] or null"),
+            (0 < self.target_us <= 100, "target_us", "a percentage in (0, 100] (no target: unlearn.target: none)"),
             (self.divergence_rs_drop > 0, "divergence_rs_drop", "> 0"),
             (self.max_grad_norm >= 0, "max_grad_norm", ">= 0 (0: no clipping)"),
             (self.npo_beta > 0, "npo_beta", "> 0"),

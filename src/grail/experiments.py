@@ -86,6 +86,12 @@ def mask_builder(name: str) -> MaskBuilder:
     return MASK_BUILDERS[name]
 
 
+def comparison_folder(utility_budget: float | None = None, target: str | None = None) -> str:
+    """Where ``grail compare`` writes its tables, relative to the run folder."""
+    return ("comparison" + ("" if utility_budget is None else f"-budget{utility_budget:g}")
+            + ("" if target is None else f"-{target}"))
+
+
 class Experiments(Pipeline):
     """The pipeline's run folder, with the methods, comparisons and sweeps on top."""
 
@@ -106,42 +112,52 @@ class Experiments(Pipeline):
                                 build(self, localize_cfg, g)) for g in groups]
         self.unlearn_phases(method.name, phases, unlearn_cfg, localize_cfg, method.retain_data)
 
-    def stored_method(self, method: Method, utility_budget: float | None) -> Method:
-        """The method as the folder holds it: itself, or under another ``utility_budget`` than its own a copy
-        named ``<name>-budget<b>`` with that budget."""
-        own_budget = dataclasses.replace(self.config.unlearn, **method.unlearn).utility_budget
-        if utility_budget in (None, own_budget):
+    def stored_method(self, method: Method, utility_budget: float | None, target: str | None = None) -> Method:
+        """The method as the folder holds it: itself, or under another ``utility_budget`` or forgetting ``target``
+        than its own a copy named ``<name>-budget<b>`` / ``<name>-<target>`` with them (a target held as often as
+        the run checks its own, ``unlearn.target_check_steps``)."""
+        own = dataclasses.replace(self.config.unlearn, **method.unlearn)
+        overrides, suffix = {}, ""
+        if utility_budget not in (None, own.utility_budget):
+            overrides["utility_budget"], suffix = utility_budget, f"-budget{utility_budget:g}"
+        if target not in (None, own.target):
+            overrides.update(target=target, target_check_steps=self.config.unlearn.target_check_steps)
+            suffix += f"-{target}"
+        if not overrides:
             return method
-        return dataclasses.replace(method, name=f"{method.name}-budget{utility_budget:g}",
-                                   unlearn={**method.unlearn, "utility_budget": utility_budget})
+        return dataclasses.replace(method, name=method.name + suffix, unlearn={**method.unlearn, **overrides})
 
-    def method_scores(self, methods: list[Method], utility_budget: float | None = None) -> dict[str, dict]:
+    def method_scores(self, methods: list[Method], utility_budget: float | None = None,
+                      target: str | None = None) -> dict[str, dict]:
         """Run (or reuse) each method; the base, vanilla and their scores, by name. With ``utility_budget``, each
-        method keeps its last weights within that multiple of the vanilla's utility-check perplexity (stored
-        apart, as ``methods/<name>-budget<b>``; keyed by the method's own name here)."""
+        method keeps its last weights within that multiple of the vanilla's utility-check perplexity; with
+        ``target``, each is held to that forgetting target (``unlearn.target``), so methods compare at equal
+        forgetting (stored apart, as ``methods/<name>-budget<b>-<target>``; keyed by the method's own name here)."""
         self.run("unlearn")
         scores = {"base": self.evaluate_model("base"), "vanilla": self.evaluate_model("vanilla")}
         for method in methods:
-            stored = self.stored_method(method, utility_budget)
+            stored = self.stored_method(method, utility_budget, target)
             self.unlearn_method(stored)
             scores[method.name] = self.evaluate_model(stored.name)
         return scores
 
     def compare(self, names: list[str], utility_budget: float | None = None,
-                budget: float = UTILITY_BUDGET, attacks: bool = True) -> dict:
+                budget: float = UTILITY_BUDGET, attacks: bool = True, target: str | None = None) -> dict:
         """Run (or reuse) every named method and write the comparison tables and figures under RUN/comparison/
-        (utility-matched, ``utility_budget`` set: RUN/comparison-budget<b>/). ``budget``: the general-text
-        perplexity ratio to the vanilla model that the tables and the ranking call 'within budget'. ``attacks``:
-        also attack every method against the oracle (``grail attack``) for the robustness table; left out, with a
-        warning, when the data has no holdout."""
+        (utility-matched, ``utility_budget`` set: RUN/comparison-budget<b>/; forgetting-matched, ``target`` set:
+        RUN/comparison[-budget<b>]-<target>/). ``budget``: the general-text perplexity ratio to the vanilla model
+        that the tables and the ranking call 'within budget'. ``attacks``: also attack every method against the
+        oracle (``grail attack``) for the robustness table; left out, with a warning, when the data has no
+        holdout."""
         methods = [get_method(n) for n in names]  # unknown names fail before any work
-        scores = self.method_scores(methods, utility_budget)
-        folder = self.path("comparison" if utility_budget is None else f"comparison-budget{utility_budget:g}")
+        scores = self.method_scores(methods, utility_budget, target)
+        folder = self.path(comparison_folder(utility_budget, target))
         plot_jaccard(top_sets(self.stage1_gradients(), self.config.localize.k_ur), folder / "fig3_jaccard.png")
         plot_scatter(scores, folder / "forget_vs_retain.png")
         plot_pareto(scores, folder / "pareto.png", budget)
         return write_comparison(folder, scores, budget, self.attack_summary(
-            [self.stored_method(m, utility_budget).name for m in methods if m.name != GRAIL]) if attacks else None)
+            [self.stored_method(m, utility_budget, target).name for m in methods if m.name != GRAIL])
+            if attacks else None)
 
     def attack_summary(self, methods: list[str]) -> dict | None:
         """``grail attack`` on GRAIL, the vanilla model, the oracle and ``methods`` (None: the data has no

@@ -27,7 +27,7 @@ from grail.config import RunConfig, build_config, read_yaml_mapping
 from grail.data.loaders import load_jsonl
 from grail.models import EMBEDDED_MODEL, TINY_MODEL, load_base, make_trainable
 from grail.pipeline import GRAIL, unlearned_methods, weights_folder
-from grail.report import mask_summary
+from grail.report import calibration_table, mask_summary
 from grail.run_folder import RunFolderError
 from grail.stages.localize import unflatten_masks
 
@@ -198,6 +198,12 @@ def model_card(summary: dict[str, Any], config: RunConfig) -> str:
               "accuracy on the retain set; RS_heldout: on retain facts unlearning never saw; US_paraphrase: US on "
               "the forget questions reworded; leak rate: greedy answers that contain the forget answer.", ""]
     lines += _score_rows(summary["evaluations"], method) + [""] + _general_rows(summary["evaluations"], method)
+    if any("calibration" in d for e in summary["evaluations"].values() for d in e.get("domains", {}).values()):
+        document = {"models": summary["evaluations"], "unlearning": summary.get("unlearning") or {}}
+        lines += ["", "Calibration: each forget set against never-seen data of its kind under the same model (AUC "
+                      "of the per-example answer log-probability, forget against the reference; 0.5: as unfamiliar "
+                      "as data the model never saw, what retraining without the forget set gives; below 0.5: "
+                      "over-forgotten, itself a membership signal):", "", calibration_table(document)]
     if summary.get("attacks"):
         lines += ["", "Attacks against the oracle (`grail attack`; pass = indistinguishable from a model never "
                       "trained on the forget sets, by the run's thresholds):", "",

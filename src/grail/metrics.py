@@ -5,6 +5,7 @@
 - PPL = exp(- mean over examples of each example's mean answer-token log-probability).
 - ROUGE-L F1 between the teacher-forced argmax decode (or a greedy generation) and the reference answer.
 - leak rate: the share of examples whose span appears in the greedy generation.
+- ROC AUC of two groups of per-example scores: the membership-inference attacks' statistic, and calibration's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import math
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from scipy.stats import rankdata
 
 
 def token_accuracy(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -60,3 +63,10 @@ def contains_span(generation: str, span: str) -> bool:
     trailing punctuation ignored: a whole answer "Paris." leaks in "It is Paris")."""
     core = _normalize(span).strip(".,;:!?\"' ")
     return (core or _normalize(span)) in _normalize(generation)
+
+
+def roc_auc(members: Sequence[float], non_members: Sequence[float]) -> float:
+    """P(a member scores above a non-member), ties counted half (the Mann-Whitney U statistic, normalised)."""
+    ranks = rankdata(np.concatenate([members, non_members]))
+    n, m = len(members), len(non_members)
+    return float((ranks[:n].sum() - n * (n + 1) / 2) / (n * m))

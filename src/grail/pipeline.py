@@ -36,6 +36,7 @@ from torch import nn
 from grail import distributed, io
 from grail.audit import audit
 from grail.batching import Encoded, encode_all
+from grail.calibration import calibration, never_seen
 from grail.config import ConfigError, LocalizeConfig, RunConfig, UnlearnConfig
 from grail.data.examples import PARAPHRASE_SET
 from grail.data.general import OOD_RETAIN_TEXT
@@ -238,6 +239,7 @@ class Pipeline:
 
         general = self.general_replay if unlearn_cfg.general_weight else None
         oracle_log_probs = self._oracle_log_probs(model) if unlearn_cfg.ascent_stop == "oracle" else None
+        holdout = self.encoded_holdout()
         log = []
         for phase, domains, masks in phases:
             if masks is not None and name != GRAIL:  # GRAIL's are the run's own masks.safetensors
@@ -254,7 +256,8 @@ class Pipeline:
                                                         localize_cfg.use_op_rr),
                            check=check, checkpoint_dir=checkpoints, fingerprint=f"{cfg.fingerprint()}-{phase}",
                            device=self.device, progress=self.progress, on_epoch_end=self._epoch_hook("unlearn"),
-                           general=general, utility=utility, oracle_log_probs=oracle_log_probs)
+                           general=general, utility=utility, oracle_log_probs=oracle_log_probs,
+                           holdout={d: holdout[d] for d in domains})
         with io.staged_dir(target) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
@@ -287,11 +290,20 @@ class Pipeline:
             # (generation is the slow part of an evaluation, and a model that never saw the data leaks nothing)
             base = name == "base"
             with base_weights(self.model) if base else nullcontext(self.use_weights(weights_folder(name))) as model:
-                return evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
-                                cfg.evaluate.batch_size, self.device,
-                                cfg.evaluate.max_new_tokens if cfg.evaluate.generate and not base else None,
-                                general=cfg.evaluate.probe, progress=self.progress,
-                                mmlu_questions=self.mmlu_questions)
+                scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format,
+                                  cfg.model.max_length, cfg.evaluate.batch_size, self.device,
+                                  cfg.evaluate.max_new_tokens if cfg.evaluate.generate and not base else None,
+                                  general=cfg.evaluate.probe, progress=self.progress,
+                                  mmlu_questions=self.mmlu_questions)
+                forget, holdout = self.encoded()["forget"], self.encoded_holdout()
+                for domain, domain_scores in scores["domains"].items():
+                    # the forget set against never-seen data of its kind, under this model (calibration.py)
+                    reference = never_seen(model, domain, forget[domain], holdout[domain], self.tokenizer.pad_token_id,
+                                           cfg.evaluate.batch_size, self.device)
+                    domain_scores["calibration"] = calibration(model, forget[domain], reference,
+                                                               self.tokenizer.pad_token_id, cfg.evaluate.batch_size,
+                                                               self.device)
+                return scores
 
         return self.run_folder.cached(f"evaluations/{name}.json", compute, io.write_json, io.read_json,
                                       step=f"evaluate_{name}")
@@ -346,6 +358,12 @@ class Pipeline:
         for domain, scope, examples in self.benchmark.datasets():
             out[scope][domain] = encode_all(self.tokenizer, examples, m.prompt_format, m.max_length)
         return out
+
+    def encoded_holdout(self) -> dict[str, list[Encoded]]:
+        """{domain: its encoded holdout}: never-seen examples of the forget set's kind (possibly none)."""
+        m = self.config.model
+        return {d.name: encode_all(self.tokenizer, d.holdout, m.prompt_format, m.max_length)
+                for d in self.benchmark.domains}
 
     def datasets(self) -> dict[str, list[Encoded]]:
         """{"<domain>/<scope>": encoded examples}, the paper's D_x (and ``general/retain``, the replay data, when

@@ -28,10 +28,62 @@ def results_document(config: RunConfig, evaluations: dict[str, dict], masks: dic
         "models": evaluations,
         "masks": mask_summary(masks),
         "unlearning": {"epochs": len(unlearn_log), "stop": unlearn_log[-1].get("stop") if unlearn_log else None,
+                       "target": config.unlearn.target,
+                       "domain_stops": domain_stops(unlearn_log, list(evaluations["vanilla"]["domains"])),
                        "history": unlearn_log},
         "audit": audit_result,
         "timings_s": timings,
     }
+
+
+def _measured(m: dict) -> str:
+    """A target's measurement in words: the calibration's AUC and US pair, or the US."""
+    if "auc_base" in m:
+        auc = "" if m["auc"] is None else f"AUC {m['auc']:.2f} against the holdout, "
+        return f"{auc}{m['auc_base']:.2f} against the base model; US {m['US']:.1f}, never-seen {m['US_reference']:.1f}"
+    return f"US {m['US']:.1f}" if "US" in m else ""
+
+
+def domain_stops(history: list[dict], domains: list[str]) -> dict[str, str]:
+    """Per domain, why stage 3 stopped ascending it (from its per-epoch log): when it last met its target, ran out of
+    tokens to ascend, or that it had not met its target when stage 3 stopped."""
+    stops: dict[str, str] = {}
+    for epoch, log in enumerate(history, start=1):
+        reached_at, measured = log.get("target_reached_at_step", {}), log.get("target_reached", {})
+        for d in log.get("ascending", []):
+            if d in reached_at:
+                stops[d] = f"target met in epoch {epoch} at step {reached_at[d]} ({_measured(measured.get(d, {}))})"
+            elif log.get("target", {}).get(d, {}).get("met"):
+                stops[d] = f"target met at the end of epoch {epoch} ({_measured(log['target'][d])})"
+            elif log.get("left_to_ascend", {}).get(d) == 0:
+                stops[d] = f"nothing left to ascend after epoch {epoch}"
+    last = history[-1] if history else {}
+    for d in domains:
+        final = last.get("target", {}).get(d)
+        if d not in stops or (final is not None and not final["met"] and last.get("left_to_ascend", {}).get(d) != 0):
+            why = last.get("stop") or "epoch budget"
+            stops[d] = f"target not met when stage 3 stopped ({why.split(';')[0]})" + \
+                (f": {_measured(final)}" if final else "")
+    return stops
+
+
+def calibration_table(document: dict) -> str:
+    """Per model and domain: US beside the never-seen reference's US under the same model, their gap, and how
+    familiar the forget set still looks (AUC 0.5: as unfamiliar as never-seen data; 1: every forget example looks
+    trained on); GRAIL's rows also say why stage 3 stopped ascending the domain."""
+    stops = document.get("unlearning", {}).get("domain_stops", {})
+    lines = ["| model | domain | reference | US | never-seen US | gap | never-seen US (base model) | "
+             "AUC vs never-seen | AUC vs base model | calibrated | stage 3 stop |", "|---" * 11 + "|"]
+    for model, scores in document["models"].items():
+        for domain, s in scores.get("domains", {}).items():
+            c = s.get("calibration")
+            if c:
+                stop = stops.get(domain, "") if model == "grail" else ""
+                lines.append(f"| {model} | {domain} | {c['reference']} | {_fmt(c['US'], 1)} | "
+                             f"{_fmt(c['US_reference'], 1)} | {c['gap']:+.1f} | {_fmt(c['US_base'], 1)} | "
+                             f"{_fmt(c['auc'])} | {_fmt(c['auc_base'])} | {'yes' if c['calibrated'] else 'no'} | "
+                             f"{stop} |")
+    return "\n".join(lines)
 
 
 def _fmt(value: float | str | None, digits: int = 2) -> str:
@@ -98,6 +150,18 @@ US = 100 - forget token accuracy, RS = retain token accuracy, HS = their harmoni
 the forget facts asked in a second wording that unlearning never trained on; RS held-out = RS on retain facts
 the model learned but unlearning never saw. Leak % = share of forget examples whose sensitive span (or whole
 answer) appears in the greedy generation; retain produced % = the same for retain facts.
+
+## Calibration: the forget set against never-seen data of its kind
+
+{calibration_table(document)}
+
+Never-seen data: the domain's holdout (examples of the forget set's kind that no model was trained on) scored
+under the same model, and under the base model; reference `base`: the holdout is too small, and the base model's
+scores of the forget examples stand in. AUC = ROC AUC of the per-example mean answer-token log-probability, forget
+against never-seen: 0.5 is what a model that never saw the forget set gives, 1 means every forget example looks
+trained on, below 0.5 the forget set looks *stranger* than never-seen data (over-forgetting, itself a membership
+signal). Stage 3's target (`unlearn.target: {document['unlearning'].get('target', 'us')}`) stops each domain,
+when calibrated, once either AUC is at most 0.5 (`grail/calibration.py`).
 
 ## General ability ('otherwise' scope)
 

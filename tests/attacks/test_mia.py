@@ -12,10 +12,10 @@ from grail.attacks.mia import (
     forget_quality,
     mia_scores,
     privleak,
-    roc_auc,
     statistics_from_logits,
     tpr_at_fpr,
 )
+from grail.metrics import roc_auc
 
 
 def test_token_statistics_from_fixed_logits():

@@ -6,7 +6,7 @@ from tiny_configs import lora_on
 
 from grail.config import UnlearnConfig
 from grail.methods import METHODS
-from grail.models import trainable_parameters
+from grail.models import eval_mode, trainable_parameters
 from grail.stages import objectives
 from grail.stages.unlearn import unlearn
 
@@ -48,18 +48,46 @@ def test_npo_and_kl_at_the_reference_point(tiny_lora, tiny_encoded):
 
 @pytest.mark.parametrize("forget_objective,retain_objective",
                          [("random_labels", "descent"), ("adversarial", "descent"), ("npo", "descent"),
-                          ("ascent", "kl")])
+                          ("to_base", "descent"), ("ascent", "kl")])
 def test_every_objective_trains(tiny_lora, tiny_sets, forget_objective, retain_objective):
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     before = {n: p.detach().clone() for n, p in params.items()}
     forget, retain = tiny_sets
-    config = UnlearnConfig(**PAPER, epochs=2, lr=1e-2, batch_size=4, target_us=None, forget_objective=forget_objective,
-                           retain_objective=retain_objective)
+    config = UnlearnConfig(**{**PAPER, "target": "none"}, epochs=2, lr=1e-2, batch_size=4,
+                           forget_objective=forget_objective, retain_objective=retain_objective)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
     assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())
     if forget_objective in ("random_labels", "adversarial"):  # descent on the new labels
         assert log[-1]["forget_loss"] < log[0]["forget_loss"]
+
+
+def test_to_base_ascends_only_what_the_base_model_finds_less_likely_and_holds_the_rest_at_it(tiny_lora, tiny_sets):
+    """At the base model itself (LoRA B zero) nothing is ascended and the KL is zero: the loss is 0. Moved away
+    from it, the loss is the ascent on exactly the tokens the model finds likelier than the base did, plus the KL to
+    the base's distributions."""
+    model, tokenizer = tiny_lora
+    with torch.no_grad():
+        for name, p in trainable_parameters(model).items():
+            if "lora_B" in name:
+                p.zero_()
+    pad = tokenizer.pad_token_id
+    forget = tiny_sets[0]["privacy"]
+    setup = objectives.Setup(UnlearnConfig(), pad, "cpu", 0, len(tokenizer))
+    with eval_mode(model):
+        reference = objectives.FORGET_OBJECTIVES["to_base"].prepare(model, forget, setup)
+        at_base, _ = objectives.to_base_loss(model, forget, pad, "cpu", reference)
+        assert abs(at_base.item()) < 1e-5
+        with torch.no_grad():
+            for p in trainable_parameters(model).values():
+                p.add_(0.05 * torch.randn_like(p))
+        loss, _ = objectives.to_base_loss(model, forget, pad, "cpu", reference)
+        ascent, _ = objectives.ascent_loss(model, forget, pad, "cpu", math.inf, False, reference.log_probs)
+        kl, _ = objectives.topk_kl_loss(model, forget, pad, "cpu", reference.distributions)
+    assert loss.item() == pytest.approx(ascent.item() + kl.item()) and kl.item() > 1e-4 and ascent.item() < 0
+    lp = objectives.reference_log_probs(model, forget, pad, "cpu", full=False)
+    above = sum(int((lp[x] > reference.log_probs[x] + 1e-3).sum()) for x in forget)
+    assert 0 < above < sum(len(x.answer_ids) for x in forget)  # some tokens above the base's level, not all
 
 
 def test_kl_retention_refuses_a_reference_beyond_its_memory_limit(tiny_lora, tiny_sets, monkeypatch):
@@ -73,7 +101,7 @@ def test_kl_retention_refuses_a_reference_beyond_its_memory_limit(tiny_lora, tin
     forget, retain = tiny_sets
     tokens = sum(len(x.answer_ids) for items in retain.values() for x in items)
     monkeypatch.setattr(objectives, "KL_REFERENCE_LIMIT_BYTES", tokens * len(tokenizer) * 4 - 1)
-    config = UnlearnConfig(**{**PAPER, "pools": "all"}, epochs=1, batch_size=4, target_us=None,
+    config = UnlearnConfig(**{**PAPER, "pools": "all", "target": "none"}, epochs=1, batch_size=4,
                            retain_objective="kl")
     with pytest.raises(ConfigError, match="unlearn.retain_objective: kl.*unlearn.pools: balanced"):
         unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
@@ -194,7 +222,7 @@ def test_the_anchor_holds_the_forget_prompts_states(tiny_base, tiny_sets):
     for weight in (0.0, 100.0):
         model = lora_on(base)  # the same vanilla start for both
         reference = objectives.anchor_reference(model.eval(), items, tokenizer.pad_token_id, "cpu")
-        config = UnlearnConfig(**{**PAPER, "anchor_weight": weight}, epochs=2, lr=1e-2, batch_size=4, target_us=None)
+        config = UnlearnConfig(**{**PAPER, "anchor_weight": weight, "target": "none"}, epochs=2, lr=1e-2, batch_size=4)
         unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
         drift[weight] = objectives.anchor_loss(model.eval(), items, tokenizer.pad_token_id, "cpu", reference)[0].item()
     assert drift[100.0] < 0.5 * drift[0.0]
@@ -211,7 +239,7 @@ def test_anchor_refuses_reference_states_beyond_their_memory_limit(tiny_lora, ti
     positions = sum(len(x.prompt_ids) - 1 for items in forget.values() for x in items)
     size = positions * model.config.num_hidden_layers * model.config.hidden_size * 4
     monkeypatch.setattr(objectives, "ANCHOR_REFERENCE_LIMIT_BYTES", size - 1)
-    config = UnlearnConfig(**{**PAPER, "anchor_weight": 1.0}, epochs=1, batch_size=4, target_us=None)
+    config = UnlearnConfig(**{**PAPER, "anchor_weight": 1.0, "target": "none"}, epochs=1, batch_size=4)
     with pytest.raises(ConfigError, match="unlearn.anchor_weight: .*unlearn.anchor_weight: 0"):
         unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
     assert all(torch.equal(p.detach(), before[n]) for n, p in params.items())

@@ -4,6 +4,7 @@ import torch
 from grail.config import UnlearnConfig
 from grail.methods import METHODS
 from grail.models import set_trainable, trainable_parameters, trainable_state
+from grail.stages import targets
 from grail.stages.unlearn import UpdateMasks, training_pools, unlearn
 
 # These tests are of the paper's stage 3, as the published baselines run it (the replay term, the utility budget
@@ -19,7 +20,7 @@ def _random_masks(params, seed=0):
 
 
 def _run(model, tokenizer, sets, masks, **overrides):
-    config = UnlearnConfig(**{**PAPER, "epochs": 2, "lr": 1e-2, "weight_decay": 0.1, "batch_size": 4, "target_us": None,
+    config = UnlearnConfig(**{**PAPER, "epochs": 2, "lr": 1e-2, "weight_decay": 0.1, "batch_size": 4, "target": "none",
                               **overrides})
     forget, retain = sets
     return unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, masks=masks)
@@ -103,7 +104,7 @@ def test_retain_examples_descended_on(tiny_lora, tiny_sets, monkeypatch, pools):
         return descent.loss(model, items, setup, prepared)
 
     monkeypatch.setitem(objectives.RETAIN_OBJECTIVES, "descent", objectives.Objective(descent.prepare, recording))
-    config = UnlearnConfig(**{**PAPER, "pools": pools}, epochs=1, lr=1e-3, batch_size=4, target_us=None)
+    config = UnlearnConfig(**{**PAPER, "pools": pools, "target": "none"}, epochs=1, lr=1e-3, batch_size=4)
     unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
     every = set(retain["a"] + retain["b"])
     assert descended == every if pools == "all" else len(every - descended) == 2
@@ -115,25 +116,42 @@ def _scripted_check(*results):
     return lambda: next(calls)
 
 
-def test_a_domain_at_its_target_stops_ascending_and_the_stage_stops_when_all_are(tiny_lora, tiny_sets):
+def _scripted_us(monkeypatch, forget, **us):
+    """The US target's measurements scripted: each domain's US at each of its measurements in turn (before
+    unlearning, within epochs, at each epoch's end), the last one forever; returns the list of domains measured."""
+    domain_of = {x: d for d, items in forget.items() for x in items}
+    calls = {d: iter(values) for d, values in us.items()}
+    latest: dict[str, float] = {}
+    measured = []
+
+    def scored(model, items, *args):
+        domain = domain_of[items[0]]
+        latest[domain] = next(calls[domain], latest.get(domain))
+        measured.append(domain)
+        return [1 - latest[domain] / 100] * len(items), [0.0] * len(items), None
+
+    monkeypatch.setattr(targets, "teacher_forced", scored)
+    return measured
+
+
+def test_a_domain_at_its_target_stops_ascending_and_the_stage_stops_when_all_are(tiny_lora, tiny_sets, monkeypatch):
     model, tokenizer = tiny_lora
-    done, not_done = {"US": 95.0, "RS": 100.0}, {"US": 10.0, "RS": 100.0}
-    check = _scripted_check({"privacy": done, "copyright": not_done}, {"privacy": done, "copyright": not_done},
-                            {"privacy": done, "copyright": done})
     forget, retain = tiny_sets
+    _scripted_us(monkeypatch, forget, privacy=[95.0], copyright=[10.0, 10.0, 95.0])
     config = UnlearnConfig(**PAPER, epochs=5, batch_size=4, target_us=90.0)
-    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, check=check)
+    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
     assert [e["ascending"] for e in log] == [["copyright"], ["copyright"]]
-    assert log[-1]["stop"].startswith("target met")
+    assert log[-1]["stop"].startswith("target met: US >= 90")
+    assert log[-1]["target"] == {"privacy": {"US": 95.0, "met": True}, "copyright": {"US": 95.0, "met": True}}
 
 
-def test_unlearning_one_domain_stops_at_its_target_whatever_the_others_us(tiny_lora, tiny_sets):
+def test_unlearning_one_domain_stops_at_its_target_whatever_the_others_us(tiny_lora, tiny_sets, monkeypatch):
     model, tokenizer = tiny_lora
-    check = _scripted_check(*[{"privacy": {"US": 95.0, "RS": 100.0}, "copyright": {"US": 2.0, "RS": 100.0}}] * 3)
     forget, retain = tiny_sets
+    _scripted_us(monkeypatch, forget, privacy=[50.0, 95.0], copyright=[2.0])
     only_privacy = {d: v for d, v in forget.items() if d == "privacy"}
     log = unlearn(model, only_privacy, {"privacy": retain["privacy"]}, UnlearnConfig(**PAPER, epochs=5, batch_size=4),
-                  pad_id=tokenizer.pad_token_id, seed=0, check=check)
+                  pad_id=tokenizer.pad_token_id, seed=0)
     assert len(log) == 1 and log[-1]["stop"].startswith("target met")
 
 
@@ -151,13 +169,14 @@ def test_the_epoch_cap_only_truncates_the_run(tiny_lora, tiny_sets):
     assert len(logs[3]) == 3 and any(not torch.equal(weights[2][n], weights[3][n]) for n in start)
 
 
-def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_sets):
+def test_divergence_keeps_the_weights_of_the_epoch_before(tiny_lora, tiny_sets, monkeypatch):
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     fine, collapsed = {"US": 50.0, "RS": 100.0}, {"US": 99.0, "RS": 10.0}
     check = _scripted_check({"privacy": fine, "copyright": fine}, {"privacy": fine, "copyright": fine},
                             {"privacy": fine, "copyright": collapsed})
     forget, retain = tiny_sets
+    _scripted_us(monkeypatch, forget, privacy=[50.0], copyright=[50.0])  # the target never met
     snapshots = []
     unlearn(model, forget, retain, UnlearnConfig(**PAPER, epochs=5, batch_size=4), pad_id=tokenizer.pad_token_id,
             seed=0, check=check,
@@ -189,8 +208,8 @@ def test_utility_budget_stops_and_keeps_the_last_weights_within_it(tiny_lora, ti
     params = trainable_parameters(model)
     utility, within = _scripted_utility(params, [10.0, 11.0, 12.0, 30.0])
     forget, retain = tiny_sets
-    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, utility_check_steps=check_steps, epochs=5, lr=1e-2,
-                           batch_size=4, target_us=None, budget_backoff=0)
+    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5, "target": "none"}, utility_check_steps=check_steps,
+                           epochs=5, lr=1e-2, batch_size=4, budget_backoff=0)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, utility=utility)
     assert "utility budget spent" in log[-1]["stop"] and log[-1]["budget_spent"]["utility_ppl"] == 30.0
     assert log[-1]["utility_ppl"] == 12.0  # what the kept weights measured
@@ -200,18 +219,20 @@ def test_utility_budget_stops_and_keeps_the_last_weights_within_it(tiny_lora, ti
     assert len(log) == -(-3 // checks_per_epoch)  # the third check is in this epoch
 
 
-def test_target_checked_within_the_epoch_stops_ascent_at_once(tiny_lora, tiny_sets):
+def test_target_checked_within_the_epoch_stops_ascent_at_once(tiny_lora, tiny_sets, monkeypatch):
     """With ``target_check_steps: 1`` and a target every domain meets at once, the epoch ends after its first step:
     the weights are those a run checking only at the epoch's end had after that step."""
     model, tokenizer = tiny_lora
     params = trainable_parameters(model)
     vanilla = trainable_state(model)
     forget, retain = tiny_sets
-    common = {**PAPER, "utility_budget": 1.5, "epochs": 1, "lr": 1e-2, "batch_size": 4, "target_us": 1e-6}
+    common = {**PAPER, "utility_budget": 1.5, "epochs": 1, "lr": 1e-2, "batch_size": 4, "target_us": 90.0}
     utility, after_each_step = _scripted_utility(params, [10.0])
+    _scripted_us(monkeypatch, forget, privacy=[0.0, 100.0], copyright=[0.0, 100.0])  # met at the first check
     unlearn(model, forget, retain, UnlearnConfig(**common, utility_check_steps=1), pad_id=tokenizer.pad_token_id,
             seed=0, utility=utility)
     set_trainable(model, vanilla)
+    _scripted_us(monkeypatch, forget, privacy=[0.0, 100.0], copyright=[0.0, 100.0])
     log = unlearn(model, forget, retain, UnlearnConfig(**{**common, "target_check_steps": 1}),
                   pad_id=tokenizer.pad_token_id, seed=0, utility=_scripted_utility(params, [10.0])[0])
     assert log[0]["target_reached_at_step"] == {domain: 1 for domain in forget}
@@ -222,16 +243,14 @@ def test_target_checked_within_the_epoch_stops_ascent_at_once(tiny_lora, tiny_se
 def test_a_domain_at_the_target_within_the_epoch_leaves_the_ascent(tiny_lora, tiny_sets, monkeypatch):
     """One domain scores at the target at the first check, the other never: none of the first one's examples is
     ascended after that step, and the other one ascends to the end of the epoch."""
-    import grail.stages.unlearn as stage3
     from grail.stages import objectives
 
     model, tokenizer = tiny_lora
     forget, retain = tiny_sets
     done, going = sorted(forget)
     domain_of = {x: d for d, items in forget.items() for x in items}
-    # the check's scores: every token of `done` forgotten (US 100), none of `going` (US 0)
-    monkeypatch.setattr(stage3, "teacher_forced", lambda model, items, *args: (
-        [0.0 if domain_of[x] == done else 1.0 for x in items], None, None))
+    # the target's scores: `done` forgotten (US 100) from the first check on, `going` never (US 0)
+    _scripted_us(monkeypatch, forget, **{done: [0.0, 100.0], going: [0.0]})
     ascended = []  # per step, the domains of its forget examples
     ascent = objectives.FORGET_OBJECTIVES["ascent"]
 
@@ -247,26 +266,18 @@ def test_a_domain_at_the_target_within_the_epoch_leaves_the_ascent(tiny_lora, ti
     assert len(ascended) > 2  # the epoch went on for the other domain
 
 
-@pytest.mark.parametrize("with_check", [True, False])
-def test_the_target_is_not_checked_after_the_last_step_when_the_epoch_end_scores_it(tiny_lora, tiny_sets,
-                                                                                    monkeypatch, with_check):
-    """The end-of-epoch ``check`` scores the weights of the epoch's last step: no in-epoch target check there too
-    (one pass over the forget examples saved per epoch). Without ``check`` the last step is still checked."""
-    import grail.stages.unlearn as stage3
-
+def test_the_target_is_not_checked_after_the_last_step_when_the_epoch_end_measures_it(tiny_lora, tiny_sets,
+                                                                                      monkeypatch):
+    """Each domain's target is measured before unlearning, after every step but the epoch's last (the epoch's end
+    measures the same weights right after it) and at the epoch's end."""
     model, tokenizer = tiny_lora
     forget, retain = tiny_sets
-    checked = []  # per in-epoch target check, the forget examples scored
-    monkeypatch.setattr(stage3, "teacher_forced", lambda model, items, *args: (
-        checked.append(len(items)) or [1.0] * len(items), None, None))  # nothing forgotten: US 0, never the target
-    scores = {d: {"US": 0.0, "RS": 100.0} for d in forget}
+    measured = _scripted_us(monkeypatch, forget, **{d: [0.0] for d in forget})  # never the target
     config = UnlearnConfig(**{**PAPER, "target_check_steps": 1, "pools": "all"}, epochs=1, lr=1e-3, batch_size=4,
                            target_us=50.0)
-    unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0,
-            check=(lambda: scores) if with_check else None)
+    unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
     steps = -(-sum(len(items) for items in forget.values()) // 2)
-    checks = steps - 1 if with_check else steps
-    assert len(checked) == checks * len(forget)  # every domain ascends the whole epoch
+    assert len(measured) == (1 + (steps - 1) + 1) * len(forget)  # every domain ascends the whole epoch
 
 
 def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_sets):
@@ -276,8 +287,8 @@ def test_budget_backoff_goes_back_and_on_at_half_the_step_size(tiny_lora, tiny_s
     params = trainable_parameters(model)
     utility, within = _scripted_utility(params, [10.0, 11.0, 30.0, 12.0, 30.0, 30.0])
     forget, retain = tiny_sets
-    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5}, utility_check_steps=1, epochs=8, lr=1e-2,
-                           batch_size=4, target_us=None, budget_backoff=2)
+    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5, "target": "none"}, utility_check_steps=1, epochs=8,
+                           lr=1e-2, batch_size=4, budget_backoff=2)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, utility=utility)
     backoffs = [entry["budget_spent"]["lr_now"] for entry in log if "lr_now" in entry.get("budget_spent", {})]
     assert backoffs == [5e-3, 2.5e-3] and "utility budget spent" in log[-1]["stop"]
@@ -322,8 +333,9 @@ def test_budget_repair_steps_take_general_replay_alone(tiny_lora, tiny_sets, mon
 
     monkeypatch.setattr(objectives, "topk_kl_loss", counting_replay)
     forget, retain = tiny_sets
-    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5, "general_weight": 1.0 if replay else 0.0},
-                           utility_check_steps=1, epochs=1, lr=1e-2, batch_size=4, target_us=None, budget_backoff=0,
+    config = UnlearnConfig(**{**PAPER, "utility_budget": 1.5, "general_weight": 1.0 if replay else 0.0,
+                              "target": "none"},
+                           utility_check_steps=1, epochs=1, lr=1e-2, batch_size=4, budget_backoff=0,
                            budget_repair_steps=4)
     log = unlearn(model, forget, retain, config, pad_id=pad, seed=0, utility=utility, general=general)
     steps = len(after_crossing) if repaired else 4
@@ -355,8 +367,8 @@ def test_general_replay_term_pulls_towards_the_base(tiny_lora, tiny_sets):
     drift = {}
     for weight in (0.0, 5.0):
         trained = copy.deepcopy(model)
-        config = UnlearnConfig(**{**PAPER, "general_weight": weight, "ascent_stop": "never"}, epochs=2, lr=1e-2,
-                               batch_size=4, target_us=None)
+        config = UnlearnConfig(**{**PAPER, "general_weight": weight, "ascent_stop": "never", "target": "none"},
+                               epochs=2, lr=1e-2, batch_size=4)
         unlearn(trained, forget, retain, config, pad_id=pad, seed=0, general=reference)
         trained.eval()
         drift[weight] = objectives.topk_kl_loss(trained, replay_items, pad, "cpu", reference)[0].item()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.stats import ks_2samp, rankdata
+from scipy.stats import ks_2samp
 from torch import nn
 
 from grail.batching import Encoded, answer_logits, batches, collate
@@ -82,13 +82,6 @@ def mia_scores(stats: TokenStatistics, text: str, k: float) -> dict[str, float]:
         "min_k": _lowest_mean(stats.log_probs, k),
         "min_k_plus_plus": _lowest_mean(standardised, k),
     }
-
-
-def roc_auc(members: Sequence[float], non_members: Sequence[float]) -> float:
-    """P(a member scores above a non-member), ties counted half (the Mann-Whitney U statistic, normalised)."""
-    ranks = rankdata(np.concatenate([members, non_members]))
-    n, m = len(members), len(non_members)
-    return float((ranks[:n].sum() - n * (n + 1) / 2) / (n * m))
 
 
 def tpr_at_fpr(members: Sequence[float], non_members: Sequence[float], fpr: float) -> float:

@@ -11,12 +11,12 @@ from grail.attacks.mia import (
     bootstrap_interval,
     forget_quality,
     privleak,
-    roc_auc,
     tpr_at_fpr,
 )
 from grail.attacks.relearn import recovery
 from grail.compare import markdown
 from grail.config import AttackConfig
+from grail.metrics import roc_auc
 
 ORACLE, VANILLA = "oracle", "vanilla"
 

@@ -5,7 +5,11 @@ Forget objectives (minimised, then weighted by ``forget_weight``):
 - ``random_labels``: descent on the prompt with random answer tokens (Fine-tuning with Random Labels);
 - ``adversarial``: descent on the prompt with, at each answer position, the vanilla model's most likely token
   other than the true one (Unlearning with Adversarial Samples);
-- ``npo``: Negative Preference Optimization, -(2/beta) log sigmoid(-beta (log p - log p_ref)) of the answer.
+- ``npo``: Negative Preference Optimization, -(2/beta) log sigmoid(-beta (log p - log p_ref)) of the answer;
+- ``to_base``: ascent on the answer tokens the model still finds likelier than the base model (before any
+  fine-tuning: a model that never saw the data) did, plus descent on the KL from the base model's next-token
+  distributions to the current ones on the forget answers: each forget token brought to a never-trained model's
+  level, and the rest of the answer's distribution held there.
 Retain objectives (weighted by ``retain_weight``): ``descent`` (CE) or ``kl`` (KL from the vanilla model's
 next-token distributions to the current ones, on the retain answers).
 General replay (stage 0 and, with ``general_weight``, stage 3): ``topk_kl_loss``, KL from the base model's
@@ -302,6 +306,30 @@ def _relabelling(how: str) -> Callable[[nn.Module, list[Encoded], Setup], dict[E
     return prepare
 
 
+@dataclass(frozen=True)
+class BaseReference:
+    """The base model's view of the forget answers (``to_base``): per token, its log-probability of the answer
+    token and its top-k next-token distribution."""
+
+    log_probs: dict[Encoded, torch.Tensor]
+    distributions: dict[Encoded, TopK]
+
+
+def _base_reference(model: nn.Module, items: list[Encoded], setup: Setup) -> BaseReference:
+    with base_weights(model) as base:
+        return BaseReference(reference_log_probs(base, items, setup.pad_id, setup.device, full=False),
+                             topk_reference(base, items, setup.pad_id, setup.device))
+
+
+def to_base_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,
+                 reference: BaseReference) -> tuple[torch.Tensor, float]:
+    """Ascent on the answer tokens the model still finds likelier than the base model did, plus the KL from the base
+    model's next-token distributions to the current ones at every answer position: each forget token brought down
+    to a never-trained model's level, and what surrounds it held there."""
+    ascent, logged = ascent_loss(model, items, pad_id, device, math.inf, False, reference.log_probs)
+    return ascent + topk_kl_loss(model, items, pad_id, device, reference.distributions)[0], logged
+
+
 def _nothing(model: nn.Module, items: list[Encoded], setup: Setup) -> None:
     return None
 
@@ -329,6 +357,8 @@ FORGET_OBJECTIVES: dict[str, Objective] = {
         model, [new[x] for x in items], s.pad_id, s.device)),
     "adversarial": Objective(_relabelling("adversarial"), lambda model, items, s, new: descent_loss(
         model, [new[x] for x in items], s.pad_id, s.device)),
+    "to_base": Objective(_base_reference, lambda model, items, s, ref: to_base_loss(
+        model, items, s.pad_id, s.device, ref)),
     "npo": Objective(lambda model, items, s: reference_log_probs(model, items, s.pad_id, s.device, full=False),
                      lambda model, items, s, ref: npo_loss(model, items, s.pad_id, s.device, ref, s.config.npo_beta)),
 }

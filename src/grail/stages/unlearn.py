@@ -21,10 +21,11 @@ Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the who
   without the forget sets), whether predicted or not: unlearning aimed at exact unlearning's model, no further.
   ``uniform`` (the paper's setting here): while its CE is below
   ln |V|, that of a uniform guess; ``never``: plain gradient ascent.
-- a domain stops ascending once it has reached ``target_us`` or has nothing left to ascend (every token
-  forgotten or down to the base model's), and its retain examples keep descending; so one domain forgetting
-  fast does not keep eroding its own retention while another domain catches up. The target is checked after
-  each epoch and, with ``target_check_steps``, every that many steps within it.
+- a domain stops ascending once it has met its target (``targets.py``: by default, once its forget set is no more
+  familiar to the model than never-seen data of its kind; ``target: us``, once it reaches ``target_us``) or has
+  nothing left to ascend (every token forgotten or down to the base model's), and its retain examples keep
+  descending; so one domain forgetting fast does not keep eroding its own retention while another domain catches
+  up. The target is checked after each epoch and, with ``target_check_steps``, every that many steps within it.
 - ``utility_budget``: once the perplexity of a utility-check text (never trained on, never reported) exceeds
   that multiple of the vanilla model's, the stage goes back to the last weights within it and on at half the step
   size (``budget_backoff``), or stops there; with ``budget_repair_steps``, it first tries to win the budget back
@@ -55,13 +56,10 @@ from tqdm.auto import tqdm
 from grail import distributed
 from grail.batching import Encoded
 from grail.config import UnlearnConfig
-from grail.evaluation import teacher_forced
 from grail.models import eval_mode, trainable_parameters
 from grail.stages import objectives
+from grail.stages.targets import forget_target
 from grail.training import Checkpoint, run_epochs
-
-_SCORE_BATCH = 32
-"""Examples per forward pass when stage 3 scores its forget examples (``target_check_steps``)."""
 
 
 @dataclass
@@ -166,15 +164,17 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             checkpoint_dir: Path | None = None, fingerprint: str = "", device: str = "cpu",
             progress: bool = False, on_epoch_end=None, general: dict[Encoded, objectives.TopK] | None = None,
             utility: Callable[[], float] | None = None,
-            oracle_log_probs: Callable[[list[Encoded]], dict[Encoded, torch.Tensor]] | None = None) -> list[dict]:
+            oracle_log_probs: Callable[[list[Encoded]], dict[Encoded, torch.Tensor]] | None = None,
+            holdout: dict[str, list[Encoded]] | None = None) -> list[dict]:
     """Run stage 3 in place on ``model``; returns the per-epoch log.
 
     ``forget`` / ``retain`` map each domain to its encoded examples; ``general`` maps the replay examples to the
     base model's top-k next-token distributions, which ``config.general_weight`` keeps the model close to.
-    ``check`` scores the model after each epoch ({domain: {"US": .., "RS": ..}}) for early stopping: stop once
-    every domain's US reaches ``config.target_us``; stop and go back one epoch if a domain's RS fell
-    ``divergence_rs_drop`` points below its value before unlearning, or if ``utility()`` (a perplexity) exceeds
-    ``config.utility_budget`` times its value before unlearning.
+    ``holdout`` maps each domain to never-seen examples of its forget set's kind, the calibrated target's reference.
+    Stop once every domain has met its target (``config.target``); ``check`` scores the model after each epoch
+    ({domain: {"US": .., "RS": ..}}): stop and go back one epoch if a domain's RS fell ``divergence_rs_drop`` points
+    below its value before unlearning; ``utility()`` (a perplexity) is held within ``config.utility_budget`` times its
+    value before unlearning.
     """
     if config.general_weight and not general:
         raise ValueError("unlearn.general_weight > 0 needs general replay data (data.general_replay > 0)")
@@ -185,6 +185,8 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     forget_pools, retain_pool = training_pools(forget, retain, seed, config.pools)
     general_pool = list(general or {}) if config.general_weight else []
     half = config.batch_size // 2
+    target = forget_target(config, model, forget_pools, holdout, pad_id, device)
+    start_target = {d: target.measure(model, d) for d in forget_pools} if target is not None else {}
     start_scores = check() if check is not None else None
     start_utility = utility() if utility is not None and config.utility_budget else None
     previous: dict[str, torch.Tensor] = {}
@@ -236,24 +238,18 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                                                    stop.floor, stop.margin) for d, items in forget_pools.items()}
 
     def still_forgetting(history: list[dict]) -> list[str]:
-        """Domains that have neither reached the target nor run out of tokens to ascend (by the last check)."""
-        last = history[-1] if history else {"scores": start_scores, "left_to_ascend": left_to_ascend()}
+        """Domains that have neither met their target nor run out of tokens to ascend (by the last check)."""
+        last = history[-1] if history else {"target": start_target, "left_to_ascend": left_to_ascend()}
         return [d for d in forget_pools if last.get("left_to_ascend", {}).get(d, 100.0) > 0
-                and (config.target_us is None or last.get("scores") is None
-                     or last["scores"][d]["US"] < config.target_us)]
-
-    def forget_us(domain: str) -> float:
-        """The domain's Unlearning Success now on the forget examples stage 3 ascends (its whole forget set unless
-        its retain set is smaller under ``pools: balanced``), scored as ``check`` scores US."""
-        accuracy = teacher_forced(model, forget_pools[domain], pad_id, _SCORE_BATCH, device)[0]
-        return 100.0 * (1 - mean(accuracy))
+                and not last.get("target", {}).get(d, {}).get("met", False)]
 
     def run_epoch(epoch: int, rng: random.Random, history: list[dict]) -> dict:
         model.train()
         previous.update({n: p.detach().clone() for n, p in params.items()})
         active = still_forgetting(history)
         domain_of = {item: d for d in active for item in forget_pools[d]}
-        reached: dict[str, int] = {}  # domains that reached the target within this epoch: the step
+        reached: dict[str, int] = {}  # domains that met their target within this epoch: the step
+        reached_scores: dict[str, dict] = {}  # ... and the target's measurement then
         forget_pool = [item for d in active for item in forget_pools[d]]
         forget_order = rng.sample(forget_pool, len(forget_pool))
         retain_order = rng.sample(retain_pool, len(retain_pool))
@@ -271,10 +267,13 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             forget_batch = [x for x in forget_order[i:i + half] if domain_of[x] not in reached]
             losses.append(step(forget_batch, retain_order[retain_start:retain_start + half],
                                general_order[general_start:general_start + half]))
-            # (not after the epoch's last step when ``check`` scores the same weights right after it)
-            if config.target_check_steps and config.target_us is not None and k % config.target_check_steps == 0 \
-                    and (k < len(steps) or check is None):
-                reached.update({d: k for d in active if d not in reached and forget_us(d) >= config.target_us})
+            # (not after the epoch's last step: the epoch's end measures the same weights right after it)
+            if target is not None and config.target_check_steps and k % config.target_check_steps == 0 \
+                    and k < len(steps):
+                for d in (d for d in active if d not in reached):
+                    measured = target.measure(model, d)
+                    if measured["met"]:
+                        reached[d], reached_scores[d] = k, measured
             done = len(reached) == len(active)  # nothing left to ascend in this epoch
             every = config.utility_check_steps
             if start_utility is not None and (k == len(steps) or done or (every and k % every == 0)):
@@ -297,7 +296,9 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         if repairs:
             log["repairs"] = repairs
         if reached:
-            log["target_reached_at_step"] = reached
+            log["target_reached_at_step"], log["target_reached"] = reached, reached_scores
+        if target is not None:
+            log["target"] = {d: target.measure(model, d) for d in forget_pools}
         if check is not None:
             log["scores"] = check()
         if start_utility is not None:
@@ -349,8 +350,8 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                 return f"diverged: {domain} RS fell from {start_scores[domain]['RS']:.1f} to {s['RS']:.1f}; " \
                        f"kept the weights of the epoch before"
         # Every domain's retention counts (above), but only the domains being unlearned have a target to meet.
-        if scores and config.target_us is not None and all(scores[d]["US"] >= config.target_us for d in forget_pools):
-            return f"target met: US >= {config.target_us} in every domain unlearned"
+        if target is not None and all(log["target"][d]["met"] for d in forget_pools):
+            return f"target met: {target.description} in every domain unlearned"
         if not still_forgetting([log]):
             return "nothing left to ascend: every domain at its target or down to the base model"
         return None
