@@ -123,3 +123,36 @@ def test_without_a_holdout_the_calibrated_target_compares_with_the_base_model(ti
     assert {m["reference"] for m in log[0]["target"].values()} == {"base"}
     assert all(m["auc"] is None and 0 <= m["auc_base"] <= 1 and math.isfinite(m["gap"])
                for m in log[0]["target"].values())
+
+
+def test_a_domain_at_its_target_is_held_there_while_the_others_go_on(tiny_lora, tiny_sets, monkeypatch):
+    """``to_base`` holds a domain that met its target at the base model's distributions (its KL term alone) while
+    the other domain goes on: from the step privacy meets its target on, its forget examples enter only the hold,
+    and copyright's only the full objective."""
+    from grail.stages import objectives
+
+    model, tokenizer = tiny_lora
+    forget, retain = tiny_sets
+    holdout = {d: [Encoded(x.prompt_ids + (t,), x.answer_ids) for t in (1, 2, 3) for x in items]
+               for d, items in forget.items()}
+    _scripted(monkeypatch, forget, holdout, {"privacy": [-0.1, -2.0], "copyright": [-0.1, -0.5, -3.0]})
+    domain_of = {x: d for d, items in forget.items() for x in items}
+    unlearned, held = [], []  # per step, the domains of the examples each term saw
+    to_base = objectives.FORGET_OBJECTIVES["to_base"]
+
+    def loss(model, items, setup, prepared):
+        unlearned.append({domain_of[x] for x in items})
+        return to_base.loss(model, items, setup, prepared)
+
+    def hold(model, items, setup, prepared):
+        held.append({domain_of[x] for x in items})
+        return to_base.hold(model, items, setup, prepared)
+
+    monkeypatch.setitem(objectives.FORGET_OBJECTIVES, "to_base", objectives.Objective(to_base.prepare, loss, hold))
+    config = UnlearnConfig(epochs=5, batch_size=4, lr=1e-3, target_check_steps=0, general_weight=0.0,
+                           anchor_weight=0.0, utility_budget=None)
+    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, holdout=holdout)
+    assert [e["ascending"] for e in log] == [["privacy", "copyright"], ["copyright"]]
+    first_epoch = -(-sum(len(items) for items in forget.values()) // 2)
+    assert held and all(domains == {"privacy"} for domains in held)  # privacy's examples, once it is held
+    assert all(domains == {"copyright"} for domains in unlearned[first_epoch:])

@@ -54,8 +54,8 @@ def test_every_objective_trains(tiny_lora, tiny_sets, forget_objective, retain_o
     params = trainable_parameters(model)
     before = {n: p.detach().clone() for n, p in params.items()}
     forget, retain = tiny_sets
-    config = UnlearnConfig(**{**PAPER, "target": "none"}, epochs=2, lr=1e-2, batch_size=4,
-                           forget_objective=forget_objective, retain_objective=retain_objective)
+    config = UnlearnConfig(**{**PAPER, "target": "none", "forget_objective": forget_objective}, epochs=2, lr=1e-2,
+                           batch_size=4, retain_objective=retain_objective)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
     assert all(not torch.equal(p.detach(), before[n]) for n, p in params.items())
     if forget_objective in ("random_labels", "adversarial"):  # descent on the new labels

@@ -4,21 +4,25 @@ Each step takes half its batch from the forget examples and half from the retain
 (``pools: balanced``, as in the reference code: per domain, forget and retain are first truncated to the smaller
 count; ``all``: every example, the retain half drawn from all retain examples in a new order every epoch):
 
-    loss = - forget_weight * mean CE(forget) + retain_weight * mean CE(retain) [+ general_weight * KL(general)]
+    loss = forget_weight * L_forget + retain_weight * mean CE(retain) [+ general_weight * KL(general)]
 
-(GRAIL's objectives; the baselines swap in others from ``objectives.py``.) The optional third term keeps the
+L_forget is the paper's gradient ascent, - mean CE(forget) (``forget_objective: ascent``), or by default
+``to_base``: ascent on the forget tokens the model still finds likelier than the base model did, plus the KL to the
+base model's next-token distributions on the forget answers (each forget token down to a never-trained model's
+level, and held there); the baselines swap in others from ``objectives.py``. The optional third term keeps the
 model's next-token distributions on general replay data (the base model's own answers to everyday
 instructions) close to the base model's: general ability as a further retain set, which the paper lacks. With
 ``anchor_weight``, a fourth holds the forget prompts' hidden states (every layer, every position but the last) at
 the vanilla model's: what a forget question is about stays represented as before (also beyond the paper).
 
 Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the whole model. Guards:
-- ``ascent_stop``: a forget token is ascended only while it is still known. ``forgotten`` (default): while
-  the model still predicts it (argmax), exactly what Unlearning Success counts. ``reference``: while it is
-  also likelier than under the base model before stage 0 (a model that never saw the data): much of a forget
-  answer is predictable unseen (a name copied into an e-mail address, a phone number's dash), and pushing
-  below that is unlearning how to copy or write. ``oracle``: while it is likelier than under the oracle (stage 0
-  without the forget sets), whether predicted or not: unlearning aimed at exact unlearning's model, no further.
+- ``ascent_stop`` (``forget_objective: ascent``): a forget token is ascended only while it is still known.
+  ``forgotten``: while the model still predicts it (argmax), exactly what Unlearning Success counts. ``reference``
+  (default): while it is also likelier than under the base model before stage 0 (a model that never saw the
+  data): much of a forget answer is predictable unseen (a name copied into an e-mail address, a phone number's
+  dash), and pushing below that is unlearning how to copy or write. ``oracle``: while it is likelier than under
+  the oracle (stage 0 without the forget sets), whether predicted or not: unlearning aimed at exact unlearning's
+  model, no further.
   ``uniform`` (the paper's setting here): while its CE is below
   ln |V|, that of a uniform guess; ``never``: plain gradient ascent.
 - a domain stops ascending once it has met its target (``targets.py``: by default, once its forget set is no more
@@ -206,12 +210,17 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     def retain_term(items: list[Encoded]) -> tuple[torch.Tensor, float]:
         return retain_objective.loss(model, items, setup, retain_prepared)
 
-    def step(forget_batch: list[Encoded], retain_batch: list[Encoded],
-             general_batch: list[Encoded]) -> tuple[float, float]:
+    def step(forget_batch: list[Encoded], retain_batch: list[Encoded], general_batch: list[Encoded],
+             hold_batch: list[Encoded] = ()) -> tuple[float, float]:
         # Several processes: each takes its share of the batch, its losses weighted by that share, and the
         # gradients are summed over processes (below), so every process makes the same update.
         forget_items, retain_items = distributed.shard(forget_batch), distributed.shard(retain_batch)
         forget_loss, forget_logged = distributed.share_of_mean(forget_term, forget_items, len(forget_batch))
+        if hold_batch:  # the domains at their target, held there: part of the forget objective (and its mask)
+            hold_loss, _ = distributed.share_of_mean(
+                lambda xs: forget_objective.hold(model, xs, setup, forget_prepared), distributed.shard(hold_batch),
+                len(hold_batch))
+            forget_loss = forget_loss + hold_loss
         retain_loss, retain_logged = distributed.share_of_mean(retain_term, retain_items, len(retain_batch))
         if general_batch:  # general replay is retain data: it joins the retain objective (and its mask)
             general_loss, _ = distributed.share_of_mean(
@@ -254,6 +263,8 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         forget_order = rng.sample(forget_pool, len(forget_pool))
         retain_order = rng.sample(retain_pool, len(retain_pool))
         general_order = rng.sample(general_pool, len(general_pool))
+        # with an objective that holds a domain at its target: every forget example, taken when its domain is held
+        hold_order = rng.sample(every_forget, len(every_forget)) if forget_objective.hold is not None else []
         losses = []
         steps = range(0, len(forget_order), half)
         # the latest weights known to be within the budget, and their utility-check perplexity
@@ -265,8 +276,10 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             retain_start = i % len(retain_order)  # the forget and retain counts differ (a domain done, ``pools: all``)
             general_start = i % len(general_order) if general_order else 0
             forget_batch = [x for x in forget_order[i:i + half] if domain_of[x] not in reached]
+            hold_start = i % len(hold_order) if hold_order else 0
+            hold_batch = [x for x in hold_order[hold_start:hold_start + half] if domain_of.get(x) in (None, *reached)]
             losses.append(step(forget_batch, retain_order[retain_start:retain_start + half],
-                               general_order[general_start:general_start + half]))
+                               general_order[general_start:general_start + half], hold_batch))
             # (not after the epoch's last step: the epoch's end measures the same weights right after it)
             if target is not None and config.target_check_steps and k % config.target_check_steps == 0 \
                     and k < len(steps):
