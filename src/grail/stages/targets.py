@@ -28,13 +28,20 @@ SCORE_BATCH = 32
 
 
 @dataclass
-class UsTarget:
-    """Met once the domain's Unlearning Success on the examples stage 3 ascends reaches ``target_us``."""
+class ForgetTarget:
+    """A target over the forget examples stage 3 ascends (``forget``, by domain): ``measure(model, domain)`` scores
+    the domain now, {..., "met": bool}; ``description`` says what meeting it means."""
 
-    target_us: float
     forget: dict[str, list[Encoded]]
     pad_id: int
     device: object
+
+
+@dataclass
+class UsTarget(ForgetTarget):
+    """Met once the domain's Unlearning Success on the examples stage 3 ascends reaches ``target_us``."""
+
+    target_us: float
 
     @property
     def description(self) -> str:
@@ -47,13 +54,10 @@ class UsTarget:
 
 
 @dataclass
-class CalibratedTarget:
+class CalibratedTarget(ForgetTarget):
     """Met once the domain's forget set is calibrated against its never-seen reference (AUC <= 0.5)."""
 
     references: dict[str, NeverSeen]
-    forget: dict[str, list[Encoded]]
-    pad_id: int
-    device: object
 
     @property
     def description(self) -> str:
@@ -66,7 +70,6 @@ class CalibratedTarget:
         return {**scores, "met": met}
 
 
-ForgetTarget = UsTarget | CalibratedTarget
 
 
 def forget_target(config: UnlearnConfig, model: nn.Module, forget: dict[str, list[Encoded]],
@@ -77,7 +80,7 @@ def forget_target(config: UnlearnConfig, model: nn.Module, forget: dict[str, lis
     if config.target == "none":
         return None
     if config.target == "us":
-        return UsTarget(config.target_us, forget, pad_id, device)
+        return UsTarget(forget, pad_id, device, config.target_us)
     references = {d: never_seen(model, d, items, (holdout or {}).get(d, ()), pad_id, SCORE_BATCH, device)
                   for d, items in forget.items()}
-    return CalibratedTarget(references, forget, pad_id, device)
+    return CalibratedTarget(forget, pad_id, device, references)
