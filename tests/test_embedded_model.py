@@ -22,8 +22,10 @@ def test_embedded_model_converts_once_and_knows_things():
 
 
 def test_pipeline_runs_on_the_embedded_model(tmp_path):
+    # two epochs of stage 0 barely teach the facts; one epoch of the paper's ascent must still push them away
     config = build_config({"data": {"people": 1, "books": 1}, "finetune": {"epochs": 2},
-                           "unlearn": {"epochs": 1}, "evaluate": {"max_new_tokens": 8, "probe": False}})
+                           "unlearn": {"epochs": 1, "forget_objective": "ascent", "forget_weight": 0.8},
+                           "evaluate": {"max_new_tokens": 8, "probe": False}})
     result = Pipeline(tmp_path / "run", config).run()
     assert result["audit"]["ok"] and result["audit"]["free_changed"] > 0
     assert set(result["models"]["grail"]["domains"]) == {"privacy", "copyright"}
@@ -31,3 +33,4 @@ def test_pipeline_runs_on_the_embedded_model(tmp_path):
     for domain in ("privacy", "copyright"):  # stage 0 learned the facts; stage 3 pushed the forget set away
         assert vanilla[domain]["retain"]["ppl"] < base[domain]["retain"]["ppl"], domain
         assert grail[domain]["forget"]["ppl"] > vanilla[domain]["forget"]["ppl"], domain
+        assert grail[domain]["calibration"]["reference"] == "base"  # 1 person, 1 book: too small a holdout
