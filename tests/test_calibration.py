@@ -41,7 +41,8 @@ def _auc(members, others):
 
 def test_the_auc_says_how_familiar_the_forget_set_is_against_never_seen_examples(tiny_lora, tiny_bench):
     """The real scores of one model: the AUCs are those of the per-example mean log-probabilities, forget against
-    the holdout scored under the same model and under the base model; US on each set and the gap beside them."""
+    the holdout scored under the same model, under the vanilla model and under the base model; US on each set and
+    the gap beside them. With a holdout the stop asks the first two; the base model is reported only."""
     model, tokenizer = tiny_lora
     with torch.no_grad():  # a LoRA model that differs from its base
         for p in trainable_parameters(model).values():
@@ -53,22 +54,36 @@ def test_the_auc_says_how_familiar_the_forget_set_is_against_never_seen_examples
     h_acc, h_lp, _ = teacher_forced(model, holdout, pad, 8, "cpu")
     with base_weights(model) as base:
         b_acc, b_lp, _ = teacher_forced(base, holdout, pad, 8, "cpu")
-    reference = NeverSeen(tuple(holdout), tuple(b_acc), tuple(b_lp))
+    v_acc, v_lp = [0.9] * len(holdout), [x - 0.5 for x in h_lp]  # the holdout under a "vanilla model"
+    reference = NeverSeen(tuple(holdout), tuple(b_acc), tuple(b_lp), tuple(v_acc), tuple(v_lp))
     scores = calibration(model, forget, reference, pad, 8, "cpu")
     assert scores["auc"] == pytest.approx(_auc(f_lp, h_lp)) and scores["auc_base"] == pytest.approx(_auc(f_lp, b_lp))
-    assert scores["auc"] != scores["auc_base"]
+    assert scores["auc_vanilla"] == pytest.approx(_auc(f_lp, v_lp)) and scores["US_vanilla"] == pytest.approx(10.0)
+    assert scores["auc"] != scores["auc_base"] and scores["auc"] != scores["auc_vanilla"]
     assert scores["US"] == pytest.approx(100 * (1 - sum(f_acc) / len(f_acc)))
     assert scores["US_reference"] == pytest.approx(100 * (1 - sum(h_acc) / len(h_acc)))
     assert scores["US_base"] == pytest.approx(100 * (1 - sum(b_acc) / len(b_acc)))
     assert scores["gap"] == pytest.approx(scores["US"] - scores["US_reference"])
     assert scores["reference"] == "holdout"
-    assert scores["calibrated"] == (min(scores["auc"], scores["auc_base"]) <= 0.5)
+    assert scores["calibrated"] == (min(scores["auc"], scores["auc_vanilla"]) <= 0.5)
     # the same set against itself is exactly chance, and calibrated
-    itself = calibration(model, forget, NeverSeen(tuple(forget), (1.0,), (0.0,)), pad, 8, "cpu")
-    assert itself["auc"] == 0.5 and itself["gap"] == 0.0 and itself["calibrated"] and itself["auc_base"] == 0.0
-    # either reference is enough: a forget set far likelier than its holdout but not than the base's scores
-    against_base = calibration(model, forget, NeverSeen(tuple(holdout), (0.0,), (0.0,)), pad, 8, "cpu")
-    assert against_base["auc_base"] == 0.0 and against_base["calibrated"]
+    itself = calibration(model, forget, NeverSeen(tuple(forget), (1.0,), (0.0,), (1.0,), (0.0,)), pad, 8, "cpu")
+    assert itself["auc"] == 0.5 and itself["gap"] == 0.0 and itself["calibrated"] and itself["auc_vanilla"] == 0.0
+    # either reference is enough: a forget set far likelier than its holdout but not than the vanilla's scores
+    against_vanilla = calibration(model, forget, NeverSeen(tuple(holdout), (1.0,), (-99.0,), (0.0,), (0.0,)),
+                                  pad, 8, "cpu")
+    assert against_vanilla["auc_vanilla"] == 0.0 and against_vanilla["calibrated"]
+
+
+def test_with_a_holdout_the_base_models_scores_do_not_stop_a_domain(monkeypatch):
+    """A forget set likelier than its holdout under the model and under the vanilla model is not calibrated, however
+    unlikely the base model found the holdout: a model that never saw data of this kind is not the reference."""
+    forget, holdout = [Encoded((1,), (2,))] * 3, [Encoded((1,), (3,))] * 3
+    monkeypatch.setattr(calibration_module, "teacher_forced",
+                        lambda model, items, *args: ([1.0] * 3, [-1.0 if items[0] == forget[0] else -3.0] * 3, None))
+    scores = calibration(None, forget, NeverSeen(tuple(holdout), (0.0,), (0.0,), (0.0,), (-3.0,)), 0, 8, "cpu")
+    assert scores["auc"] == 1.0 and scores["auc_vanilla"] == 1.0 and scores["auc_base"] == 0.0
+    assert not scores["calibrated"]
 
 
 def test_too_small_a_holdout_falls_back_to_the_base_models_scores_with_a_warning(tiny_lora, tiny_bench):
@@ -125,10 +140,10 @@ def test_without_a_holdout_the_calibrated_target_compares_with_the_base_model(ti
                for m in log[0]["target"].values())
 
 
-def test_a_domain_at_its_target_is_held_there_while_the_others_go_on(tiny_lora, tiny_sets, monkeypatch):
-    """``to_base`` holds a domain that met its target at the base model's distributions (its KL term alone) while
-    the other domain goes on: from the step privacy meets its target on, its forget examples enter only the hold,
-    and copyright's only the full objective."""
+def test_a_domain_at_its_target_is_held_where_it_met_it_while_the_others_go_on(tiny_lora, tiny_sets, monkeypatch):
+    """``to_base`` holds a domain that met its target at its own next-token distributions of that moment while the
+    other domain goes on: from the step privacy meets its target on, its forget examples enter only the hold (a KL
+    to the distributions taken then), and copyright's only the full objective."""
     from grail.stages import objectives
 
     model, tokenizer = tiny_lora
@@ -137,22 +152,36 @@ def test_a_domain_at_its_target_is_held_there_while_the_others_go_on(tiny_lora, 
                for d, items in forget.items()}
     _scripted(monkeypatch, forget, holdout, {"privacy": [-0.1, -2.0], "copyright": [-0.1, -0.5, -3.0]})
     domain_of = {x: d for d, items in forget.items() for x in items}
-    unlearned, held = [], []  # per step, the domains of the examples each term saw
+    unlearned, held, snapshots = [], [], []  # per step, the domains each term saw; the distributions held
     to_base = objectives.FORGET_OBJECTIVES["to_base"]
 
     def loss(model, items, setup, prepared):
         unlearned.append({domain_of[x] for x in items})
         return to_base.loss(model, items, setup, prepared)
 
-    def hold(model, items, setup, prepared):
-        held.append({domain_of[x] for x in items})
-        return to_base.hold(model, items, setup, prepared)
+    topk_reference, topk_kl_loss = objectives.topk_reference, objectives.topk_kl_loss
 
-    monkeypatch.setitem(objectives.FORGET_OBJECTIVES, "to_base", objectives.Objective(to_base.prepare, loss, hold))
+    def snapshot(model, items, *args):
+        out = topk_reference(model, items, *args)
+        if len({domain_of.get(x) for x in items}) == 1:  # one domain's forget answers (the base's are all domains')
+            snapshots.append(({domain_of[x] for x in items}, out))
+        return out
+
+    def kl(model, items, pad_id, device, reference):
+        if snapshots and set(reference) <= set(snapshots[0][1]):  # the hold's (to_base's own KL covers all)
+            held.append(({domain_of[x] for x in items}, {x: reference[x] for x in items}))
+        return topk_kl_loss(model, items, pad_id, device, reference)
+
+    monkeypatch.setitem(objectives.FORGET_OBJECTIVES, "to_base",
+                        objectives.Objective(to_base.prepare, loss, holds=True))
+    monkeypatch.setattr(objectives, "topk_reference", snapshot)
+    monkeypatch.setattr(objectives, "topk_kl_loss", kl)
     config = UnlearnConfig(epochs=5, batch_size=4, lr=1e-3, target_check_steps=0, general_weight=0.0,
                            anchor_weight=0.0, utility_budget=None)
     log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0, holdout=holdout)
     assert [e["ascending"] for e in log] == [["privacy", "copyright"], ["copyright"]]
     first_epoch = -(-sum(len(items) for items in forget.values()) // 2)
-    assert held and all(domains == {"privacy"} for domains in held)  # privacy's examples, once it is held
+    assert [domains for domains, _ in snapshots] == [{"privacy"}]  # taken once, when privacy met its target
+    assert held and all(domains == {"privacy"} for domains, _ in held)  # privacy's examples, once it is held
+    assert all(reference[x] is snapshots[0][1][x] for _, reference in held for x in reference)
     assert all(domains == {"copyright"} for domains in unlearned[first_epoch:])

@@ -23,8 +23,8 @@ def test_heldout_produced_rate_is_the_held_out_sets_span_rate_beside_its_token_a
 
 
 def _measured(auc: float, met: bool) -> dict:
-    return {"reference": "holdout", "US": 70.0, "US_reference": 71.0, "US_base": 75.0, "gap": -1.0, "auc": auc,
-            "auc_base": 0.7, "met": met}
+    return {"reference": "holdout", "US": 70.0, "US_reference": 71.0, "US_vanilla": 60.0, "US_base": 75.0,
+            "gap": -1.0, "auc": auc, "auc_vanilla": 0.3, "auc_base": 0.7, "met": met}
 
 
 def test_each_domain_says_why_stage_3_stopped_ascending_it():
@@ -43,8 +43,8 @@ def test_each_domain_says_why_stage_3_stopped_ascending_it():
          "stop": "utility budget spent: utility-check PPL 50.0 > 1.25 x 39.0 at step 3; kept the weights of step 2"},
     ]
     stops = domain_stops(history, ["a", "b", "c", "d"])
-    assert stops["a"] == ("target met in epoch 1 at step 4 (AUC 0.45 against the holdout, 0.70 against the base "
-                          "model; US 70.0, never-seen 71.0)")
+    assert stops["a"] == ("target met in epoch 1 at step 4 (AUC 0.45 against the holdout, 0.30 against it under "
+                          "the vanilla model; US 70.0, never-seen 71.0)")
     assert stops["b"].startswith("target met at the end of epoch 2 (AUC 0.40")
     assert stops["c"] == "nothing left to ascend after epoch 1"
     assert stops["d"].startswith("target not met when stage 3 stopped (utility budget spent: utility-check PPL 50.0 > "
@@ -54,8 +54,8 @@ def test_each_domain_says_why_stage_3_stopped_ascending_it():
 def test_the_calibration_table_puts_the_never_seen_reference_beside_us():
     from grail.report import calibration_table
 
-    calibration = {"reference": "holdout", "US": 72.25, "US_reference": 70.0, "US_base": 78.5, "gap": 2.25,
-                   "auc": 0.48, "auc_base": 0.61, "calibrated": True}
+    calibration = {"reference": "holdout", "US": 72.25, "US_reference": 70.0, "US_vanilla": 60.5, "US_base": 78.5,
+                   "gap": 2.25, "auc": 0.48, "auc_vanilla": 0.37, "auc_base": 0.61, "calibrated": True}
     document = {"models": {"vanilla": {"domains": {"privacy": {"calibration": {**calibration, "calibrated": False}}}},
                            "grail": {"domains": {"privacy": {"calibration": calibration}}}},
                 "unlearning": {"domain_stops": {"privacy": "target met in epoch 3 at step 2 (...)"}}}
@@ -64,5 +64,6 @@ def test_the_calibration_table_puts_the_never_seen_reference_beside_us():
     assert cells["US"] == "72.2" and cells["never-seen US"] == "70.0" and cells["gap"] == "+2.2"
     assert cells["never-seen US (base model)"] == "78.5" and cells["AUC vs never-seen"] == "0.48"
     assert cells["AUC vs base model"] == "0.61" and cells["calibrated"] == "yes"
+    assert cells["never-seen US (vanilla model)"] == "60.5" and cells["AUC vs never-seen (vanilla model)"] == "0.37"
     assert cells["stage 3 stop |"] == "target met in epoch 3 at step 2 (...) |"
     assert dict(zip(header.split(" | "), vanilla.split(" | ")))["stage 3 stop |"] == " |"  # only GRAIL was unlearned

@@ -34,3 +34,19 @@ def test_a_resumed_stage_continues_the_saved_random_state(tmp_path):
     resumed = _dropout_run(tmp_path, draws_before=500)  # the resuming process has drawn other numbers
     assert resumed == whole
     assert len({log["loss"] for log in whole}) == 3
+
+
+def test_a_checkpoint_keeps_what_the_epochs_keep_between_them(tmp_path):
+    """``Checkpoint.extra`` (stage 3's distributions of the domains held at their target) is saved with the epoch
+    and restored in place on resume: a resumed stage sees what the interrupted one had kept."""
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    saved = Checkpoint(tmp_path, "f")
+    saved.extra.setdefault("held", {})["privacy"] = torch.arange(3.0)
+    saved.save(model, optimizer, 0, [{"epoch": 0}])
+    resumed = Checkpoint(tmp_path, "f")
+    kept = resumed.extra
+    assert resumed.load(model, optimizer) == (1, [{"epoch": 0}])
+    assert kept is resumed.extra and torch.equal(kept["held"]["privacy"], torch.arange(3.0))
+    other = Checkpoint(tmp_path, "another config")
+    assert other.load(model, optimizer) == (0, []) and other.extra == {}

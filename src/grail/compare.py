@@ -164,14 +164,15 @@ def calibration_rows(scores: dict[str, dict]) -> tuple[list[str], list[list]]:
     Models scored before calibration existed have empty cells."""
     domains = _domains(scores)
     header = ["model", *(f"{d} {k}" for d in domains
-                         for k in ("US", "never-seen US", "gap", "AUC", "never-seen US (base)", "AUC (base)"))]
+                         for k in ("US", "never-seen US", "gap", "AUC", "never-seen US (vanilla)", "AUC (vanilla)",
+                                   "never-seen US (base)", "AUC (base)"))]
     rows = []
     for name in _ordered(scores):
         cells = []
         for d in domains:
             c = scores[name].get("domains", {}).get(d, {}).get("calibration") or {}
-            cells += [c.get("US"), c.get("US_reference"), c.get("gap"), c.get("auc"), c.get("US_base"),
-                      c.get("auc_base")]
+            cells += [c.get("US"), c.get("US_reference"), c.get("gap"), c.get("auc"), c.get("US_vanilla"),
+                      c.get("auc_vanilla"), c.get("US_base"), c.get("auc_base")]
         rows.append([name, *cells])
     return header, rows
 

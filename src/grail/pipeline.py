@@ -36,7 +36,7 @@ from torch import nn
 from grail import distributed, io
 from grail.audit import audit
 from grail.batching import Encoded, encode_all
-from grail.calibration import calibration, never_seen
+from grail.calibration import NeverSeen, calibration, never_seen
 from grail.config import ConfigError, LocalizeConfig, RunConfig, UnlearnConfig
 from grail.data.examples import PARAPHRASE_SET
 from grail.data.general import OOD_RETAIN_TEXT
@@ -289,24 +289,31 @@ class Pipeline:
             # the base model never saw the data: what forgetting can honestly aim for; scored teacher-forced only
             # (generation is the slow part of an evaluation, and a model that never saw the data leaks nothing)
             base = name == "base"
+            references = self._never_seen  # with the vanilla weights: before this model's are loaded
             with base_weights(self.model) if base else nullcontext(self.use_weights(weights_folder(name))) as model:
                 scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format,
                                   cfg.model.max_length, cfg.evaluate.batch_size, self.device,
                                   cfg.evaluate.max_new_tokens if cfg.evaluate.generate and not base else None,
                                   general=cfg.evaluate.probe, progress=self.progress,
                                   mmlu_questions=self.mmlu_questions)
-                forget, holdout = self.encoded()["forget"], self.encoded_holdout()
+                forget = self.encoded()["forget"]
                 for domain, domain_scores in scores["domains"].items():
                     # the forget set against never-seen data of its kind, under this model (calibration.py)
-                    reference = never_seen(model, domain, forget[domain], holdout[domain], self.tokenizer.pad_token_id,
-                                           cfg.evaluate.batch_size, self.device)
-                    domain_scores["calibration"] = calibration(model, forget[domain], reference,
+                    domain_scores["calibration"] = calibration(model, forget[domain], references[domain],
                                                                self.tokenizer.pad_token_id, cfg.evaluate.batch_size,
                                                                self.device)
                 return scores
 
         return self.run_folder.cached(f"evaluations/{name}.json", compute, io.write_json, io.read_json,
                                       step=f"evaluate_{name}")
+
+    @cached_property
+    def _never_seen(self) -> dict[str, NeverSeen]:
+        """Each domain's never-seen reference (``calibration.py``), made with the vanilla model, as stage 3's is."""
+        model = self.use_weights(weights_folder("vanilla"))
+        forget, holdout = self.encoded()["forget"], self.encoded_holdout()
+        return {d: never_seen(model, d, forget[d], holdout[d], self.tokenizer.pad_token_id,
+                              self.config.evaluate.batch_size, self.device) for d in forget}
 
     def results(self) -> dict:
         """RUN/results.json and RUN/report.md: every model's scores, the masks, stage 3's log, the audit."""

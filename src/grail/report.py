@@ -39,8 +39,9 @@ def results_document(config: RunConfig, evaluations: dict[str, dict], masks: dic
 def _measured(m: dict) -> str:
     """A target's measurement in words: the calibration's AUC and US pair, or the US."""
     if "auc_base" in m:
-        auc = "" if m["auc"] is None else f"AUC {m['auc']:.2f} against the holdout, "
-        return f"{auc}{m['auc_base']:.2f} against the base model; US {m['US']:.1f}, never-seen {m['US_reference']:.1f}"
+        against = f"AUC {m['auc_base']:.2f} against the base model" if m["auc"] is None else \
+            f"AUC {m['auc']:.2f} against the holdout, {m['auc_vanilla']:.2f} against it under the vanilla model"
+        return f"{against}; US {m['US']:.1f}, never-seen {m['US_reference']:.1f}"
     return f"US {m['US']:.1f}" if "US" in m else ""
 
 
@@ -72,16 +73,18 @@ def calibration_table(document: dict) -> str:
     familiar the forget set still looks (AUC 0.5: as unfamiliar as never-seen data; 1: every forget example looks
     trained on); GRAIL's rows also say why stage 3 stopped ascending the domain."""
     stops = document.get("unlearning", {}).get("domain_stops", {})
-    lines = ["| model | domain | reference | US | never-seen US | gap | never-seen US (base model) | "
-             "AUC vs never-seen | AUC vs base model | calibrated | stage 3 stop |", "|---" * 11 + "|"]
+    lines = ["| model | domain | reference | US | never-seen US | gap | never-seen US (vanilla model) | "
+             "never-seen US (base model) | AUC vs never-seen | AUC vs never-seen (vanilla model) | AUC vs base model | "
+             "calibrated | stage 3 stop |", "|---" * 13 + "|"]
     for model, scores in document["models"].items():
         for domain, s in scores.get("domains", {}).items():
             c = s.get("calibration")
             if c:
                 stop = stops.get(domain, "") if model == "grail" else ""
                 lines.append(f"| {model} | {domain} | {c['reference']} | {_fmt(c['US'], 1)} | "
-                             f"{_fmt(c['US_reference'], 1)} | {c['gap']:+.1f} | {_fmt(c['US_base'], 1)} | "
-                             f"{_fmt(c['auc'])} | {_fmt(c['auc_base'])} | {'yes' if c['calibrated'] else 'no'} | "
+                             f"{_fmt(c['US_reference'], 1)} | {c['gap']:+.1f} | {_fmt(c.get('US_vanilla'), 1)} | "
+                             f"{_fmt(c['US_base'], 1)} | {_fmt(c['auc'])} | {_fmt(c.get('auc_vanilla'))} | "
+                             f"{_fmt(c['auc_base'])} | {'yes' if c['calibrated'] else 'no'} | "
                              f"{stop} |")
     return "\n".join(lines)
 
@@ -156,12 +159,15 @@ answer) appears in the greedy generation; retain produced % = the same for retai
 {calibration_table(document)}
 
 Never-seen data: the domain's holdout (examples of the forget set's kind that no model was trained on) scored
-under the same model, and under the base model; reference `base`: the holdout is too small, and the base model's
-scores of the forget examples stand in. AUC = ROC AUC of the per-example mean answer-token log-probability, forget
-against never-seen: 0.5 is what a model that never saw the forget set gives, 1 means every forget example looks
-trained on, below 0.5 the forget set looks *stranger* than never-seen data (over-forgetting, itself a membership
-signal). Stage 3's target (`unlearn.target: {document['unlearning'].get('target', 'us')}`) stops each domain,
-when calibrated, once either AUC is at most 0.5 (`grail/calibration.py`).
+under the same model, under the vanilla model (trained on data of this kind, never on these examples: where a model
+that never saw the forget set stands towards it) and under the base model; reference `base`: the holdout is too
+small, and the base model's scores of the forget examples stand in. AUC = ROC AUC of the per-example mean
+answer-token log-probability, forget against never-seen: 0.5 is what a model that never saw the forget set gives,
+1 means every forget example looks trained on, below 0.5 the forget set looks *stranger* than never-seen data
+(over-forgetting, itself a membership signal). Stage 3's target
+(`unlearn.target: {document['unlearning'].get('target', 'us')}`) stops each domain, when calibrated, once the AUC
+against the holdout under the same model or under the vanilla model is at most 0.5 (without a holdout: against the
+base model; `grail/calibration.py`).
 
 ## General ability ('otherwise' scope)
 

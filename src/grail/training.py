@@ -34,11 +34,13 @@ def epoch_rng(seed: int, epoch: int) -> random.Random:
 
 
 class Checkpoint:
-    """The state after the last finished epoch, in ``folder/state.pt``, tagged with the config fingerprint."""
+    """The state after the last finished epoch, in ``folder/state.pt``, tagged with the config fingerprint;
+    ``extra``: what else the epochs keep between them (saved and restored with it, in place)."""
 
     def __init__(self, folder: Path | None, fingerprint: str) -> None:
         self.path = None if folder is None else Path(folder) / "state.pt"
         self.fingerprint = fingerprint
+        self.extra: dict[str, Any] = {}
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
         if self.path is None or not distributed.is_main():
@@ -50,6 +52,7 @@ class Checkpoint:
             "trainable": trainable_state(model),
             "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "extra": self.extra,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
@@ -67,6 +70,8 @@ class Checkpoint:
         set_trainable(model, state["trainable"], str(self.path))
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        self.extra.clear()
+        self.extra.update(state.get("extra", {}))
         return state["epoch"] + 1, state["history"]
 
 

@@ -268,12 +268,13 @@ class Setup:
 class Objective:
     """``prepare(model, items, setup)``: what the loss needs from the vanilla model, called once before the first
     update (model in eval mode); ``loss(model, items, setup, prepared)``: (loss to minimise, number to log);
-    ``hold`` (same signature, optional): what keeps the forget examples of a domain that has met its target where
-    they are while other domains go on unlearning (their unlearning moves it too)."""
+    ``holds``: a domain that has met its target is held where it met it while other domains go on unlearning
+    (their unlearning moves it too): stage 3 then keeps its forget answers' next-token distributions at those of
+    that moment (``topk_kl_loss``)."""
 
     prepare: Callable[[nn.Module, list[Encoded], Setup], Any]
     loss: Callable[[nn.Module, list[Encoded], Setup, Any], tuple[torch.Tensor, float]]
-    hold: Callable[[nn.Module, list[Encoded], Setup, Any], tuple[torch.Tensor, float]] | None = None
+    holds: bool = False
 
 
 @dataclass(frozen=True)
@@ -361,8 +362,7 @@ FORGET_OBJECTIVES: dict[str, Objective] = {
     "adversarial": Objective(_relabelling("adversarial"), lambda model, items, s, new: descent_loss(
         model, [new[x] for x in items], s.pad_id, s.device)),
     "to_base": Objective(_base_reference, lambda model, items, s, ref: to_base_loss(
-        model, items, s.pad_id, s.device, ref),
-        hold=lambda model, items, s, ref: topk_kl_loss(model, items, s.pad_id, s.device, ref.distributions)),
+        model, items, s.pad_id, s.device, ref), holds=True),
     "npo": Objective(lambda model, items, s: reference_log_probs(model, items, s.pad_id, s.device, full=False),
                      lambda model, items, s, ref: npo_loss(model, items, s.pad_id, s.device, ref, s.config.npo_beta)),
 }

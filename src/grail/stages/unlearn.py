@@ -217,9 +217,10 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         forget_items, retain_items = distributed.shard(forget_batch), distributed.shard(retain_batch)
         forget_loss, forget_logged = distributed.share_of_mean(forget_term, forget_items, len(forget_batch))
         if hold_batch:  # the domains at their target, held there: part of the forget objective (and its mask)
+            at_target = {x: d for held_domain in held().values() for x, d in held_domain.items()}
             hold_loss, _ = distributed.share_of_mean(
-                lambda xs: forget_objective.hold(model, xs, setup, forget_prepared), distributed.shard(hold_batch),
-                len(hold_batch))
+                lambda xs: objectives.topk_kl_loss(model, xs, pad_id, device, at_target),
+                distributed.shard(hold_batch), len(hold_batch))
             forget_loss = forget_loss + hold_loss
         retain_loss, retain_logged = distributed.share_of_mean(retain_term, retain_items, len(retain_batch))
         if general_batch:  # general replay is retain data: it joins the retain objective (and its mask)
@@ -236,6 +237,17 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         masked_gradients(params, config.forget_weight * forget_loss, retain_total, masks)
         masked_update(params, optimizer, masks, config)
         return forget_logged, retain_logged
+
+    checkpoint = Checkpoint(checkpoint_dir, fingerprint)  # it also keeps ``held`` across a resume
+
+    def held() -> dict[str, dict[Encoded, objectives.TopK]]:
+        """Per domain held at its target: its forget answers' next-token distributions when it met it."""
+        return checkpoint.extra.setdefault("held", {})
+
+    def hold(domain: str) -> None:
+        if forget_objective.holds and domain not in held():
+            with eval_mode(model):
+                held()[domain] = objectives.topk_reference(model, forget_pools[domain], pad_id, device)
 
     def left_to_ascend() -> dict[str, float]:
         """Per domain, the share (%) of its forget tokens that ascent still pushes."""
@@ -264,7 +276,10 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         retain_order = rng.sample(retain_pool, len(retain_pool))
         general_order = rng.sample(general_pool, len(general_pool))
         # with an objective that holds a domain at its target: every forget example, taken when its domain is held
-        hold_order = rng.sample(every_forget, len(every_forget)) if forget_objective.hold is not None else []
+        hold_order = rng.sample(every_forget, len(every_forget)) if forget_objective.holds else []
+        for d in forget_pools:
+            if d not in active:
+                hold(d)
         losses = []
         steps = range(0, len(forget_order), half)
         # the latest weights known to be within the budget, and their utility-check perplexity
@@ -287,6 +302,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
                     measured = target.measure(model, d)
                     if measured["met"]:
                         reached[d], reached_scores[d] = k, measured
+                        hold(d)
             done = len(reached) == len(active)  # nothing left to ascend in this epoch
             every = config.utility_check_steps
             if start_utility is not None and (k == len(steps) or done or (every and k % every == 0)):
@@ -370,4 +386,4 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         return None
 
     return run_epochs(model, optimizer, config.epochs, seed, run_epoch, should_stop,
-                      Checkpoint(checkpoint_dir, fingerprint), on_epoch_end)
+                      checkpoint, on_epoch_end)
