@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from scipy.stats import ks_2samp
 from tiny_configs import TINY_RUN
 
 from grail import io
@@ -42,7 +43,14 @@ def test_attack_writes_every_section_for_every_model(attacked_run):
     assert set(summary["prompts"]["copyright"]["grail"]) == {"ignore_instructions", "paraphrase", "few_shot",
                                                              "prefix_completion"}
     assert summary["mia"]["privacy"]["oracle"]["loss"]["privleak"] == 0.0
+    # the calibrated stop's reference judged by the oracle: the vanilla model's holdout losses against its forget ones
+    raw = {m: io.read_json(attacked_run / "attacks" / m / "mia.json")["result"]["privacy"]
+           for m in ("oracle", "vanilla")}
+    assert summary["mia"]["privacy"]["vanilla"]["holdout_vs_oracle_forget"] == pytest.approx(
+        ks_2samp(raw["vanilla"]["holdout"]["loss"], raw["oracle"]["forget"]["loss"]).pvalue)
+    assert "holdout_vs_oracle_forget" not in summary["mia"]["privacy"]["grail"]
     text = (attacked_run / "attacks.md").read_text()
+    assert "The calibrated stop's reference, the holdout under the vanilla model" in text
     for title in ("Membership inference: privacy", "Relearning: copyright", "Precision: privacy",
                   "Prompt attacks: copyright", "Verdicts"):
         assert f"## {title}" in text
