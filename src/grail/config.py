@@ -307,9 +307,9 @@ class UnlearnConfig(_Section):
     """When a domain has forgotten enough: it then stops ascending, and the stage stops once every domain has (checked
     after each epoch and within it, see ``target_check_steps``). ``calibrated``: once its forget set is no more
     familiar to the model than never-seen data of its kind, the AUC of the per-example mean answer-token
-    log-probability, forget set against the domain's holdout scored under the same model, at most 0.5 (what exact
-    unlearning gives; with fewer than 10 holdout examples the base model's scores of the forget set are the reference,
-    with a warning; ``grail/calibration.py``). ``us``: once its Unlearning Success reaches ``target_us`` (the
+    log-probability, forget set against the domain's holdout scored under the same model or under the vanilla model,
+    at most 0.5 (what exact unlearning gives; with fewer than 10 holdout examples the base model's scores of the
+    forget set are the reference, with a warning; ``grail/calibration.py``). ``us``: once its Unlearning Success reaches ``target_us`` (the
     paper's protocol). ``none``: ascend every domain for the whole epoch budget."""
     target_us: float = 90.0
     """With ``target: us``: the Unlearning Success (%) a domain must reach."""
@@ -326,9 +326,9 @@ class UnlearnConfig(_Section):
     forget_objective: Literal["to_base", "ascent", "random_labels", "adversarial", "npo"] = "to_base"
     """``to_base`` (the default): ascent on the forget answer tokens the model still finds likelier than the base
     model (before stage 0: a model that never saw the data) did, plus the KL from the base model's next-token
-    distributions to the current ones on the forget answers: each forget token is brought down to a never-trained
-    model's level and the rest of the answer's distribution is held there, so that forgetting converges on what a
-    model that never saw the data gives instead of pushing past it (``docs/design.md``). ``ascent``: the paper's
+    distributions to the current ones on the forget answers: each forget token is brought down no lower than a
+    never-trained model's level, and a domain at its target is held where it met it while the others go on
+    (``docs/design.md``). ``ascent``: the paper's
     gradient ascent (``grail-paper``, the published baselines), stopped per token by ``ascent_stop``; the baselines'
     ``random_labels``, ``adversarial`` (descent on relabelled answers) and ``npo`` (Negative Preference
     Optimization)."""

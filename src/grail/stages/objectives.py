@@ -8,8 +8,8 @@ Forget objectives (minimised, then weighted by ``forget_weight``):
 - ``npo``: Negative Preference Optimization, -(2/beta) log sigmoid(-beta (log p - log p_ref)) of the answer;
 - ``to_base``: ascent on the answer tokens the model still finds likelier than the base model (before any
   fine-tuning: a model that never saw the data) did, plus descent on the KL from the base model's next-token
-  distributions to the current ones on the forget answers: each forget token brought to a never-trained model's
-  level, and the rest of the answer's distribution held there.
+  distributions to the current ones on the forget answers: each forget token brought down no lower than a
+  never-trained model's level (a domain at its target is then held where it met it, ``unlearn.py``).
 Retain objectives (weighted by ``retain_weight``): ``descent`` (CE) or ``kl`` (KL from the vanilla model's
 next-token distributions to the current ones, on the retain answers).
 General replay (stage 0 and, with ``general_weight``, stage 3): ``topk_kl_loss``, KL from the base model's

@@ -8,8 +8,8 @@ count; ``all``: every example, the retain half drawn from all retain examples in
 
 L_forget is the paper's gradient ascent, - mean CE(forget) (``forget_objective: ascent``), or by default
 ``to_base``: ascent on the forget tokens the model still finds likelier than the base model did, plus the KL to the
-base model's next-token distributions on the forget answers (each forget token down to a never-trained model's
-level, and held there); the baselines swap in others from ``objectives.py``. The optional third term keeps the
+base model's next-token distributions on the forget answers (each forget token down to no lower than a
+never-trained model's level); the baselines swap in others from ``objectives.py``. The optional third term keeps the
 model's next-token distributions on general replay data (the base model's own answers to everyday
 instructions) close to the base model's: general ability as a further retain set, which the paper lacks. With
 ``anchor_weight``, a fourth holds the forget prompts' hidden states (every layer, every position but the last) at
@@ -30,6 +30,8 @@ Ascent has no natural end (the loss is unbounded) and, pushed on, wrecks the who
   nothing left to ascend (every token forgotten or down to the base model's), and its retain examples keep
   descending; so one domain forgetting fast does not keep eroding its own retention while another domain catches
   up. The target is checked after each epoch and, with ``target_check_steps``, every that many steps within it.
+  With ``to_base`` such a domain is also held where it met its target: a KL to its forget answers' next-token
+  distributions of that moment (the other domains' unlearning would otherwise move it on).
 - ``utility_budget``: once the perplexity of a utility-check text (never trained on, never reported) exceeds
   that multiple of the vanilla model's, the stage goes back to the last weights within it and on at half the step
   size (``budget_backoff``), or stops there; with ``budget_repair_steps``, it first tries to win the budget back
