@@ -309,8 +309,8 @@ class UnlearnConfig(_Section):
     familiar to the model than never-seen data of its kind, the AUC of the per-example mean answer-token
     log-probability, forget set against the domain's holdout scored under the same model or under the vanilla model,
     at most 0.5 (what exact unlearning gives; with fewer than 10 holdout examples the base model's scores of the
-    forget set are the reference, with a warning; ``grail/calibration.py``). ``us``: once its Unlearning Success reaches ``target_us`` (the
-    paper's protocol). ``none``: ascend every domain for the whole epoch budget."""
+    forget set are the reference, with a warning; ``grail/calibration.py``). ``us``: once its Unlearning Success
+    reaches ``target_us`` (the paper's protocol). ``none``: ascend every domain for the whole epoch budget."""
     target_us: float = 90.0
     """With ``target: us``: the Unlearning Success (%) a domain must reach."""
     target_check_steps: int = 2
