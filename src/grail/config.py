@@ -328,10 +328,9 @@ class UnlearnConfig(_Section):
     model (before stage 0: a model that never saw the data) did, plus the KL from the base model's next-token
     distributions to the current ones on the forget answers: each forget token is brought down no lower than a
     never-trained model's level, and a domain at its target is held where it met it while the others go on
-    (``docs/design.md``). ``ascent``: the paper's
-    gradient ascent (``grail-paper``, the published baselines), stopped per token by ``ascent_stop``; the baselines'
-    ``random_labels``, ``adversarial`` (descent on relabelled answers) and ``npo`` (Negative Preference
-    Optimization)."""
+    (``docs/design.md``). ``ascent``: the paper's gradient ascent (``grail-paper``, the published baselines),
+    stopped per token by ``ascent_stop``; the baselines' ``random_labels``, ``adversarial`` (descent on relabelled
+    answers) and ``npo`` (Negative Preference Optimization)."""
     retain_objective: Literal["descent", "kl"] = "descent"
     """``descent`` (GRAIL) or ``kl``: KL divergence to the vanilla model's next-token distributions."""
     npo_beta: float = 0.1

@@ -219,7 +219,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
         forget_items, retain_items = distributed.shard(forget_batch), distributed.shard(retain_batch)
         forget_loss, forget_logged = distributed.share_of_mean(forget_term, forget_items, len(forget_batch))
         if hold_batch:  # the domains at their target, held there: part of the forget objective (and its mask)
-            at_target = {x: d for held_domain in held().values() for x, d in held_domain.items()}
+            at_target = {x: top for domain_held in held().values() for x, top in domain_held.items()}
             hold_loss, _ = distributed.share_of_mean(
                 lambda xs: objectives.topk_kl_loss(model, xs, pad_id, device, at_target),
                 distributed.shard(hold_batch), len(hold_batch))
