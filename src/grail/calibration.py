@@ -60,8 +60,8 @@ class NeverSeen:
     holdout: tuple[Encoded, ...]
     base_accuracy: tuple[float, ...]
     base_log_probs: tuple[float, ...]
-    vanilla_accuracy: tuple[float, ...] = ()
-    vanilla_log_probs: tuple[float, ...] = ()
+    vanilla_accuracy: tuple[float, ...]
+    vanilla_log_probs: tuple[float, ...]
 
     @property
     def kind(self) -> str:
