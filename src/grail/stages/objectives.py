@@ -270,11 +270,14 @@ class Objective:
     update (model in eval mode); ``loss(model, items, setup, prepared)``: (loss to minimise, number to log);
     ``holds``: a domain that has met its target is held where it met it while other domains go on unlearning
     (their unlearning moves it too): stage 3 then keeps its forget answers' next-token distributions at those of
-    that moment (``topk_kl_loss``)."""
+    that moment (``topk_kl_loss``); ``left_to_ascend``: how much of a domain is left to forget."""
 
     prepare: Callable[[nn.Module, list[Encoded], Setup], Any]
     loss: Callable[[nn.Module, list[Encoded], Setup, Any], tuple[torch.Tensor, float]]
     holds: bool = False
+    left_to_ascend: Callable[[nn.Module, list[Encoded], Setup, Any], float] = lambda model, items, s, prep: 100.0
+    """The share (%) of the items' answer tokens the loss still pushes (a domain at 0 is done); an objective
+    without such a stop always has all of them left."""
 
 
 @dataclass(frozen=True)
@@ -356,7 +359,9 @@ def _kl_reference(model: nn.Module, items: list[Encoded], setup: Setup) -> dict[
 
 FORGET_OBJECTIVES: dict[str, Objective] = {
     "ascent": Objective(_prepare_ascent, lambda model, items, s, stop: ascent_loss(
-        model, items, s.pad_id, s.device, stop.cap, stop.only_predicted, stop.floor, stop.margin)),
+        model, items, s.pad_id, s.device, stop.cap, stop.only_predicted, stop.floor, stop.margin),
+        left_to_ascend=lambda model, items, s, stop: ascendable_share(
+            model, items, s.pad_id, s.device, stop.cap, stop.only_predicted, stop.floor, stop.margin)),
     "random_labels": Objective(_relabelling("random_labels"), lambda model, items, s, new: descent_loss(
         model, [new[x] for x in items], s.pad_id, s.device)),
     "adversarial": Objective(_relabelling("adversarial"), lambda model, items, s, new: descent_loss(
