@@ -87,25 +87,57 @@ def test_a_section_built_in_code_is_checked_like_a_file(section, overrides, mess
 
 def test_every_registered_method_overrides_pass_validation():
     import dataclasses
+    import warnings
 
     from grail.methods import METHODS, sweep_methods
 
     config = RunConfig()
     for method in [*METHODS.values(), *sweep_methods([5.0, 50.0], [5.0, 50.0])]:
-        unlearn = dataclasses.replace(config.unlearn, **method.unlearn)
-        localize = dataclasses.replace(config.localize, **method.localize)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a method sets no field its own setting ignores
+            unlearn = dataclasses.replace(config.unlearn, **method.unlearn)
+            localize = dataclasses.replace(config.localize, **method.localize)
         assert all(getattr(unlearn, k) == v for k, v in method.unlearn.items()), method.name
         assert all(getattr(localize, k) == v for k, v in method.localize.items()), method.name
 
 
-def test_an_ignored_field_is_warned_about():
-    with pytest.warns(UserWarning, match="unlearn.npo_beta is ignored"):
-        build_config({"unlearn": {"npo_beta": 0.5}})
+@pytest.mark.parametrize("config,ignored", [
+    ({"unlearn": {"npo_beta": 0.5}}, {"unlearn.npo_beta"}),
+    ({"unlearn": {"npo_beta": 0.5, "forget_objective": "npo"}}, set()),
+    ({"unlearn": {"forget_objective": "ascent", "ascent_margin": 1.0}}, set()),  # its stop asks "predicted?"
+    ({"unlearn": {"ascent_margin": 1.0, "ascent_stop": "uniform"}}, {"unlearn.ascent_margin", "unlearn.ascent_stop"}),
+    ({"unlearn": {"forget_objective": "ascent", "ascent_margin": 1.0, "ascent_stop": "uniform"}},
+     {"unlearn.ascent_margin"}),
+    ({"unlearn": {"target_us": 80.0}}, {"unlearn.target_us"}),
+    ({"unlearn": {"target": "us", "target_us": 80.0}}, set()),
+    ({"unlearn": {"target": "none", "target_check_steps": 5}}, {"unlearn.target_check_steps"}),
+    ({"unlearn": {"utility_budget": None, "budget_backoff": 1, "budget_repair_steps": 0}},
+     {"unlearn.budget_backoff", "unlearn.budget_repair_steps"}),
+    ({"unlearn": {"utility_budget": 1.5, "budget_backoff": 1}}, set()),
+    ({"model": {"adapter": "full", "lora_r": 16}}, {"model.lora_r"}),
+    ({"finetune": {"adapter_path": "my-adapter", "epochs": 3}}, {"finetune.epochs"}),
+    ({"finetune": {"replay_weight": 0.0, "replay_batch_size": 2}}, {"finetune.replay_batch_size"}),
+    ({"data": {"source": "jsonl", "path": "x.jsonl", "people": 3}}, {"data.people"}),
+    ({"data": {"domains": [{"name": "p", "source": "builtin", "domain": "privacy"}], "people": 3}}, set()),
+    ({"data": {"split": "val"}}, {"data.split"}),
+])
+def test_a_field_that_changes_nothing_in_its_setting_is_warned_about(config, ignored):
+    """Set to another value than its default where it has no effect, a field draws a ConfigWarning naming it."""
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # used by NPO: no warning
-        build_config({"unlearn": {"npo_beta": 0.5, "forget_objective": "npo"}})
-        build_config({"unlearn": {"forget_objective": "ascent", "ascent_margin": 1.0}})  # its stop: "predicted?"
-    with pytest.warns(UserWarning, match="unlearn.ascent_margin is ignored"):
-        build_config({"unlearn": {"ascent_margin": 1.0, "ascent_stop": "uniform"}})
+    from grail.config import ConfigWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_config(config)
+    assert {str(w.message).split(" is ignored")[0] for w in caught if w.category is ConfigWarning} == ignored
+
+
+@pytest.mark.parametrize("overrides,message", [({"unlearn": {"forget_wieght": 1.0}}, "unlearn has no field"),
+                                               ({"unlearn": {"lr": -1.0}}, "unlearn.lr must be > 0"),
+                                               ({"localize": {"k_ur": "ten"}}, "localize.k_ur")])
+def test_a_method_with_a_bad_override_fails_when_it_is_registered(overrides, message):
+    from grail.methods import Method
+
+    with pytest.raises(ConfigError, match=f"method 'broken': {message}"):
+        Method("broken", "a method with a bad override", **overrides)

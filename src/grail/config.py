@@ -26,6 +26,10 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the file and the field."""
 
 
+class ConfigWarning(UserWarning):
+    """A configuration value that changes nothing in its setting (e.g. ``unlearn.npo_beta`` without NPO)."""
+
+
 class _Section:
     """A config section: on construction, each field's type (an int where a float is expected becomes a float)
     and then the section's ranges are checked; the error names ``<section>.<field>``."""
@@ -40,9 +44,18 @@ class _Section:
         for ok, name, rule in self._ranges():
             if not ok:
                 raise ConfigError(f"{self.section}.{name} must be {rule}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        for name, why in self._no_effect():
+            if getattr(self, name) != defaults[name]:
+                warnings.warn(f"{self.section}.{name} is ignored: {why}", ConfigWarning, stacklevel=3)
 
     def _ranges(self) -> list[tuple[bool, str, str]]:
         """(holds, field, rule) for the checks that types alone cannot express."""
+        return []
+
+    def _no_effect(self) -> list[tuple[str, str]]:
+        """(field, why) for the fields that change nothing in this setting: set to another value than the default,
+        they draw a ``ConfigWarning``."""
         return []
 
 
@@ -84,6 +97,10 @@ class ModelConfig(_Section):
             (0 <= self.lora_dropout < 1, "lora_dropout", "in [0, 1)"),
             (self.max_length >= 2, "max_length", ">= 2 (a prompt token and an answer token)"),
         ]
+
+    def _no_effect(self) -> list[tuple[str, str]]:
+        lora = ("lora_r", "lora_alpha", "lora_dropout")
+        return [(name, "model.adapter is 'full'") for name in lora] if self.adapter == "full" else []
 
 
 @dataclass
@@ -165,6 +182,13 @@ class DataConfig(_Section):
              f"set for data.source {self.source!r}"),
         ]
 
+    def _no_effect(self) -> list[tuple[str, str]]:
+        builtin = (self.source == "builtin" and self.uses_source) or any(
+            isinstance(d, DomainSource) and d.source == "builtin" for d in self.domains or [])
+        knowundo = self.source in ("knowundo", "knowundo-hub") and self.uses_source
+        return ([] if builtin else [("people", "no domain is built-in"), ("books", "no domain is built-in")]) + \
+            ([] if knowundo else [("split", "data.source is not knowundo or knowundo-hub")])
+
     @staticmethod
     def entry_name(entry: str | DomainSource) -> str:
         return entry if isinstance(entry, str) else entry.name
@@ -211,6 +235,12 @@ class FinetuneConfig(_Section):
             (self.replay_weight >= 0, "replay_weight", ">= 0"),
             (self.replay_batch_size >= 1, "replay_batch_size", ">= 1"),
         ]
+
+    def _no_effect(self) -> list[tuple[str, str]]:
+        if self.adapter_path is not None:  # stage 0 is skipped
+            return [(f.name, "finetune.adapter_path is set: stage 0 is skipped")
+                    for f in dataclasses.fields(self) if f.name != "adapter_path"]
+        return [("replay_batch_size", "finetune.replay_weight is 0")] if not self.replay_weight else []
 
 
 @dataclass
@@ -275,106 +305,119 @@ ones ``unlearn.ascent_margin`` applies to)."""
 
 @dataclass
 class UnlearnConfig(_Section):
-    """Stage 3: gradient ascent on forget examples, descent on retain examples, F frozen exactly."""
+    """Stage 3: forgetting on forget examples, descent on retain examples, F frozen exactly.
+
+    Grouped as peft's and trl's configs are: the update (Algorithm 1), the objective, what must stay beyond the
+    retain sets (general replay, the anchor), when a domain has forgotten enough (the stop) and the general ability
+    stage 3 may spend (the budget). The reasons behind each default: docs/design.md."""
 
     section: ClassVar[str] = "unlearn"
 
+    # ---- the update: θ ← θ − η · AdamW(∇L ⊙ ¬F) ----------------------------------------------------------------
     policy: Literal["paper", "per-objective"] = "paper"
-    """``paper``: every update is multiplied by not-F. ``per-objective`` (authors' code): OP-UR is zeroed in
+    """``paper``: every update is multiplied by not-F. ``per-objective`` (the authors' code): OP-UR is zeroed in
     forget gradients, OP-RR in retain gradients."""
-    forget_weight: float = 1.0
-    """Weight of the forget objective. ``ascent`` enters as -forget_weight x CE; the paper's weight is 0.4 (the
-    published baselines keep it). ``to_base`` (the default objective) enters with weight 1, as the retain and replay
-    terms' own losses do."""
-    retain_weight: float = 2.0
-    """The retain loss enters with weight +retain_weight (descent)."""
     lr: float = 1e-3
     """AdamW learning rate, constant."""
     weight_decay: float = 0.01
     """Decoupled weight decay, applied only to the entries that may move (frozen entries stay bit-identical)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0: no clipping)."""
     batch_size: int = 8
     """Examples per step, half forget and half retain."""
     pools: Literal["balanced", "all"] = "all"
     """Which examples stage 3 trains on. ``all``: every forget and every retain example; the steps go over the
     forget examples and the retain half of each step is drawn from all retain examples, in a new order every epoch.
-    ``balanced`` (the paper's reference code): per domain, forget and retain are truncated to the smaller count,
-    so part of the larger set is never seen: a retain fact stage 3 drops is not protected by its descent (the
-    default benchmark's copyright domain lost 13-23 points on the half it dropped, RESULTS.md)."""
+    ``balanced`` (the paper's reference code): per domain, forget and retain are truncated to the smaller count, so
+    part of the larger set is never seen and a retain fact stage 3 drops is not protected by its descent."""
     epochs: int = 20
-    """Most epochs over the forget examples; fewer when a stop rule fires. A cap, not the stopping rule: the target
-    and the utility budget stop stage 3 (RESULTS.md, *The default, three seeds*: how many the default's seeds need)."""
-    target: Literal["calibrated", "us", "none"] = "calibrated"
-    """When a domain has forgotten enough: it then stops ascending, and the stage stops once every domain has (checked
-    after each epoch and within it, see ``target_check_steps``). ``calibrated``: once its forget set is no more
-    familiar to the model than never-seen data of its kind, the AUC of the per-example mean answer-token
-    log-probability, forget set against the domain's holdout scored under the same model or under the vanilla model,
-    at most 0.5 (what exact unlearning gives; with fewer than 10 holdout examples the base model's scores of the
-    forget set are the reference, with a warning; ``grail/calibration.py``). ``us``: once its Unlearning Success
-    reaches ``target_us`` (the paper's protocol). ``none``: ascend every domain for the whole epoch budget."""
-    target_us: float = 90.0
-    """With ``target: us``: the Unlearning Success (%) a domain must reach."""
-    target_check_steps: int = 2
-    """Also check the target every this many steps, on the domains still ascending: a
-    domain that reaches it stops ascending at once instead of at the end of the epoch (an epoch of ascent past the
-    target costs retention and utility budget for nothing). 0: at the end of each epoch only (the paper's
-    baselines). Each check is one teacher-forced pass over the ascending domains' forget examples (and, calibrated,
-    their holdouts)."""
-    divergence_rs_drop: float = 40.0
-    """Stop (keeping the last good epoch) if any domain's Retention Success falls this many points below vanilla."""
-    max_grad_norm: float = 1.0
-    """Clip the global gradient norm to this (0: no clipping)."""
+    """Most epochs over the forget examples: a cap; the stop rules (target, budget) end stage 3 sooner."""
+
+    # ---- the objective: L = forget_weight · L_forget + retain_weight · L_retain ------------------------------------
     forget_objective: Literal["to_base", "ascent", "random_labels", "adversarial", "npo"] = "to_base"
-    """``to_base`` (the default): ascent on the forget answer tokens the model still finds likelier than the base
-    model (before stage 0: a model that never saw the data) did, plus the KL from the base model's next-token
-    distributions to the current ones on the forget answers: each forget token is brought down no lower than a
-    never-trained model's level, and a domain at its target is held where it met it while the others go on
-    (``docs/design.md``). ``ascent``: the paper's gradient ascent (``grail-paper``, the published baselines),
-    stopped per token by ``ascent_stop``; the baselines' ``random_labels``, ``adversarial`` (descent on relabelled
-    answers) and ``npo`` (Negative Preference Optimization)."""
+    """``to_base``: ascent on the forget answer tokens the model still finds likelier than the base model (before
+    stage 0: a model that never saw the data) did, plus the KL from the base model's next-token distributions to
+    the current ones on the forget answers: no forget token is brought lower than a never-trained model's level,
+    and a domain at its target is held where it met it while the others go on. ``ascent``: the paper's gradient
+    ascent (``grail-paper``, the published baselines), stopped per token by ``ascent_stop``; the baselines'
+    ``random_labels``, ``adversarial`` (descent on relabelled answers) and ``npo`` (Negative Preference
+    Optimization)."""
+    forget_weight: float = 1.0
+    """Weight of the forget objective (``ascent`` enters as -forget_weight x CE; the paper's weight is 0.4)."""
     retain_objective: Literal["descent", "kl"] = "descent"
     """``descent`` (GRAIL) or ``kl``: KL divergence to the vanilla model's next-token distributions."""
+    retain_weight: float = 2.0
+    """Weight of the retain objective (descent)."""
     npo_beta: float = 0.1
-    """NPO's inverse temperature (only with ``forget_objective: npo``)."""
+    """NPO's inverse temperature (``forget_objective: npo``)."""
     ascent_stop: Literal["reference", "oracle", "forgotten", "uniform", "never"] = "reference"
-    """When a forget answer token stops being ascended: ``reference``, once the model no longer predicts it
-    (argmax) or finds it no more likely than the base model (before stage 0) did: no token is pushed below a
-    never-trained model's level; ``oracle``, once it finds it no
-    more likely than the oracle (stage 0 without the forget sets, trained first if the run has none) does:
-    unlearning aimed at what exact unlearning gives; ``forgotten``, once the model no longer predicts it;
-    ``uniform``, once its CE exceeds ln(vocabulary size); ``never``: plain gradient ascent."""
+    """``forget_objective: ascent``: when a forget answer token stops being ascended. ``reference``: once the model
+    no longer predicts it (argmax) or finds it no more likely than the base model did; ``oracle``: once it finds it
+    no more likely than the oracle (stage 0 without the forget sets) does; ``forgotten``: once the model no longer
+    predicts it; ``uniform``: once its CE exceeds ln(vocabulary size); ``never``: plain gradient ascent."""
     ascent_margin: float = 0.5
-    """With a stop that asks whether the model still predicts a token (``forgotten``, ``reference``): a token
-    counts as predicted until its logit is this many nats below the best other token's, so ascent pushes it that
-    far past the argmax (0: just past it, the setting until session 24). A forget token barely below the argmax
-    in the trained wording may still be the argmax in another wording of the same question: 0.5 lifted privacy's
-    paraphrases over 80 where 0 had stopped at 72.5 (RESULTS.md, *Two seeds the default was not chosen on*)."""
+    """``ascent_stop: forgotten`` or ``reference``: a token counts as predicted until its logit is this many nats
+    below the best other token's, so ascent pushes it that far past the argmax (a token just below the argmax in
+    the trained wording may still be the argmax in another wording)."""
+
+    # ---- what must stay beyond the retain sets (not in the paper) --------------------------------------------------
     general_weight: float = 4.0
-    """Weight of general replay in every step (KL to the base model on the replay data, as in stage 0):
-    general text as a further retain set. 0: the paper's objective."""
+    """Weight of general replay in every step (KL to the base model on the replay data, as in stage 0): general
+    text as a further retain set. 0: the paper's objective."""
     anchor_weight: float = 10.0
-    """Weight of keeping each forget prompt's hidden states (every layer, every position but the last) as the vanilla
-    model's (squared distance relative to the vanilla state's squared norm): stage 3 then changes what the model
-    answers rather than how it represents whom or what the question is about. It keeps general text and held-out
-    facts better on the default's three seeds, for one to three more epochs (RESULTS.md, *The subject anchor*).
-    0: off (the paper)."""
+    """Weight of keeping each forget prompt's hidden states (every layer, every position but the last) at the
+    vanilla model's: stage 3 changes what the model answers rather than how it represents whom or what the question
+    is about. 0: off (the paper)."""
+
+    # ---- the stop: when a domain has forgotten enough ---------------------------------------------------------------
+    target: Literal["calibrated", "us", "none"] = "calibrated"
+    """A domain that meets it stops ascending (and is held), and the stage stops once every domain has.
+    ``calibrated``: once its forget set is no more familiar to the model than never-seen data of its kind: the AUC
+    of the per-example mean answer-token log-probability, forget set against the domain's holdout under the same
+    model or under the vanilla model, at most 0.5 (with fewer than 10 holdout examples the base model's scores of
+    the forget set are the reference, with a warning; ``grail/calibration.py``). ``us``: once its Unlearning
+    Success reaches ``target_us`` (the paper's protocol). ``none``: every domain ascends for the whole epoch
+    budget."""
+    target_us: float = 90.0
+    """``target: us``: the Unlearning Success (%) a domain must reach."""
+    target_check_steps: int = 2
+    """Check the target every this many steps as well as after each epoch, so a domain that meets it stops at once
+    (0: after each epoch only, the paper's baselines). Each check is one teacher-forced pass over the ascending
+    domains' forget examples (and, calibrated, their holdouts)."""
+    divergence_rs_drop: float = 40.0
+    """Stop, keeping the epoch before, if any domain's Retention Success falls this many points below vanilla."""
+
+    # ---- the budget: the general ability stage 3 may spend (not in the paper) --------------------------------------
     utility_budget: float | None = 1.25
-    """Stop, keeping the last weights within it, once the perplexity of the utility-check text exceeds this multiple
-    of the vanilla model's (e.g. 1.25). The check text is neither trained on nor the reported general
-    perplexity. None: no budget."""
+    """Keep the perplexity of the utility-check text (never trained on, not the reported general perplexity)
+    within this multiple of the vanilla model's; crossing it goes back to the last weights within it. None: no
+    budget."""
     utility_check_steps: int = 2
-    """Check the utility budget every this many steps (and at the end of each epoch), and keep the last weights
-    within it: ascent's damage comes in bursts, and an epoch-wide check throws away up to a whole epoch of
-    forgetting (or keeps a whole epoch too many). 0: at the end of each epoch only."""
+    """Check the budget every this many steps and after each epoch (0: after each epoch only): ascent's damage
+    comes in bursts, and an epoch-wide check throws away or keeps a whole epoch."""
     budget_backoff: int = 3
-    """When the utility budget is crossed: go back to the last weights within it and go on at half the learning
-    rate, up to this many times, instead of stopping there (a burst of ascent then costs a step size, not the rest
-    of the forgetting). 0: stop at the first crossing."""
+    """After a crossing, go on from the last weights within the budget at half the learning rate, up to this many
+    times; 0: stop at the first crossing."""
     budget_repair_steps: int = 25
-    """When the utility budget is crossed: first take up to this many repair steps (general replay alone, no ascent;
-    the retain descent where the run has no replay), checking the utility text after each, until it is back below
-    the middle of the budget (1.125 x vanilla's for 1.25) or the steps run out; only if it is then still over the
-    budget, go back and on at half the step size as ``budget_backoff`` says. One domain's burst of ascent then need
-    not spend the budget the other domains still need (RESULTS.md, *Repairing the budget*). 0: no repair."""
+    """At a crossing, first take up to this many steps of general replay alone (no ascent; the retain descent where
+    the run has no replay) until the utility text is back below the middle of the budget; only if it is still over,
+    go back. 0: no repair."""
+
+    def _no_effect(self) -> list[tuple[str, str]]:
+        predicted_stop = self.forget_objective == "ascent" and self.ascent_stop in PREDICTED_STOPS
+        return [
+            *([("target_us", f"unlearn.target is {self.target!r}, not 'us'")] if self.target != "us" else []),
+            *([("target_check_steps", "unlearn.target is 'none'")] if self.target == "none" else []),
+            *([("npo_beta", f"unlearn.forget_objective is {self.forget_objective!r}, not 'npo'")]
+              if self.forget_objective != "npo" else []),
+            *([("ascent_stop", f"unlearn.forget_objective is {self.forget_objective!r}, not 'ascent'")]
+              if self.forget_objective != "ascent" else []),
+            *([("ascent_margin", f"it needs forget_objective 'ascent' with ascent_stop 'forgotten' or 'reference' "
+                                 f"(here {self.forget_objective!r}, {self.ascent_stop!r})")]
+              if not predicted_stop else []),
+            *[(name, "unlearn.utility_budget is null") for name in
+              ("utility_check_steps", "budget_backoff", "budget_repair_steps") if self.utility_budget is None],
+        ]
 
     def _ranges(self) -> list[tuple[bool, str, str]]:
         return [
@@ -518,14 +561,6 @@ class RunConfig:
         if uses_replay and not self.data.general_replay:
             raise ConfigError("data.general_replay must be > 0 when finetune.replay_weight, unlearn.general_weight "
                               "or localize.protect_general use it")
-        if self.unlearn.npo_beta != UnlearnConfig.npo_beta and self.unlearn.forget_objective != "npo":
-            warnings.warn(f"unlearn.npo_beta is ignored: unlearn.forget_objective is "
-                          f"{self.unlearn.forget_objective!r}, not 'npo'", stacklevel=2)
-        predicted_stop = self.unlearn.forget_objective == "ascent" and self.unlearn.ascent_stop in PREDICTED_STOPS
-        if self.unlearn.ascent_margin != UnlearnConfig.ascent_margin and not predicted_stop:
-            warnings.warn(f"unlearn.ascent_margin is ignored: it needs forget_objective 'ascent' with ascent_stop "
-                          f"'forgotten' or 'reference' (here {self.unlearn.forget_objective!r}, "
-                          f"{self.unlearn.ascent_stop!r})", stacklevel=2)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

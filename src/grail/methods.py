@@ -8,8 +8,11 @@ method starts from the same vanilla adapter and is scored by the same evaluation
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from grail.config import ConfigError, LocalizeConfig, UnlearnConfig
 
 
 @dataclass(frozen=True)
@@ -28,18 +31,33 @@ class Method:
     each with its own single-domain GRAIL masks."""
     sequential: bool = False
 
+    def __post_init__(self) -> None:
+        """The overrides are checked when the registry is built: a mistyped field or a bad value fails at import,
+        naming the method, not when a comparison reaches it."""
+        for section, overrides in (("unlearn", self.unlearn), ("localize", self.localize)):
+            config_class = UnlearnConfig if section == "unlearn" else LocalizeConfig
+            unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(config_class)})
+            if unknown:
+                raise ConfigError(f"method {self.name!r}: {section} has no field(s) {unknown}")
+            try:
+                config_class(**overrides)
+            except ConfigError as err:
+                raise ConfigError(f"method {self.name!r}: {err}") from None
+
 
 # The published baselines run as published: gradient ascent, without the general replay term, the subject anchor,
 # the calibrated target and the utility budget of grail's default GRAIL (``grail compare --utility-budget`` sets a
 # budget for every method). Their ascent stops per token at a uniform guess's loss (GA: never), and they train on the
 # reference code's balanced pools, checking the paper's kind of target (US >= unlearn.target_us) once an epoch
 # (``grail compare --target calibrated`` holds every method to the calibrated target instead).
-_PAPER = {"forget_objective": "ascent", "general_weight": 0.0, "utility_budget": None, "ascent_stop": "uniform",
-          "pools": "balanced", "target": "us", "target_check_steps": 0, "anchor_weight": 0.0, "forget_weight": 0.4}
-_NO_RETAIN = {**_PAPER, "retain_weight": 0.0}
+_PAPER_STAGE3 = {"general_weight": 0.0, "utility_budget": None, "pools": "balanced", "target": "us",
+                 "target_check_steps": 0, "anchor_weight": 0.0, "forget_weight": 0.4}
+_PAPER = {**_PAPER_STAGE3, "forget_objective": "ascent", "ascent_stop": "uniform"}
+_NO_RETAIN = {**_PAPER_STAGE3, "retain_weight": 0.0}
 
 METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("ga", "Gradient Ascent on all forget data", {**_NO_RETAIN, "forget_weight": 1.0, "ascent_stop": "never"}),
+    Method("ga", "Gradient Ascent on all forget data",
+           {**_NO_RETAIN, "forget_objective": "ascent", "forget_weight": 1.0, "ascent_stop": "never"}),
     Method("random-labels", "Fine-tuning with Random Labels: descent on forget prompts with random answers",
            {**_NO_RETAIN, "forget_objective": "random_labels", "forget_weight": 1.0}),
     Method("adversarial", "Unlearning with Adversarial Samples: descent on the vanilla model's best wrong tokens",
@@ -69,7 +87,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("combined-no-overlap", "Both domains at once, each domain's own masks merged (no overlap handling)",
            masks="grail-per-domain"),
     Method("npo", "NPO on forget data + GD on retain data",
-           {**_PAPER, "forget_objective": "npo", "forget_weight": 1.0}),
+           {**_PAPER_STAGE3, "forget_objective": "npo", "forget_weight": 1.0}),
     Method("npo-grail", "NPO + GD with GRAIL's frozen set", {"forget_objective": "npo", "forget_weight": 1.0},
            masks="grail"),
     Method("grail-kl", "GA + KL to the vanilla model on the retain sets, with GRAIL's frozen set",
