@@ -198,8 +198,8 @@ def default_section(seeds: Seeds) -> str:
     epochs = [seeds.results[s]["unlearning"]["epochs"] for s in grail]
     audits = sum(bool(seeds.results[s]["audit"]["ok"]) for s in grail)
     summary = _prose(f"""GRAIL's US is {_span(us)} where the holdout's under the same model is {_span(never)}, the
-forget set's AUC against it {_span(auc, 2)} and the leak rate {_span(leak)} %. What it still knows: RS {_span(rs)}, RS on held-out
-facts {_span(held)} ({_span(held_gap)} points below the vanilla model's), general-text perplexity
+forget set's AUC against it {_span(auc, 2)} and the leak rate {_span(leak)} %. What it still knows: RS {_span(rs)},
+RS on held-out facts {_span(held)} ({_span(held_gap)} points below the vanilla model's), general-text perplexity
 × {_span(ratio, 2)} of the vanilla model's, the probe {_signed_span(probe)} points and the MMLU right-answer
 log-probability {_signed_span(mmlu, 2)} against the vanilla model's. Stage 3 took {_span(epochs, 0)} epochs;
 `grail audit` passed on {audits} of {len(grail)} runs (every frozen entry bit-identical).""")
