@@ -59,7 +59,7 @@ while True:
 SETTINGS = {
     "torch default (2 threads, OpenMP's default wait policy)": {},
     "2 threads, OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "2 threads, GOMP_SPINCOUNT=1000 (grail's setting until session 25)": {"GOMP_SPINCOUNT": "1000"},
+    "2 threads, GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"},
     "1 thread": {"BENCH_THREADS": "1", "OMP_NUM_THREADS": "1"},
     "grail's default: GOMP_SPINCOUNT=10000 (grail/threads.py)": {"GRAIL_BENCH_GRAIL_DEFAULT": "1"},
 }
@@ -104,7 +104,7 @@ def main() -> None:
     lines = [
         "# Thread settings beside a busy neighbour",
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} with `python benchmarks/threads.py` on {os.cpu_count()} logical CPUs: "
+        f"Measured with `python benchmarks/threads.py` on {os.cpu_count()} logical CPUs: "
         f"the median of {args.steps} LoRA training steps of SmolLM2-135M-Instruct (the default adapter, every "
         "linear layer) of two shapes, each setting in a fresh process, quiet and beside a busy torch process "
         "(matrix products with torch's default threads).",

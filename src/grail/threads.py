@@ -3,8 +3,8 @@
 OpenMP's worker threads spin while they wait for each other (libgomp: 300,000 turns before sleeping). Beside
 another busy process a spinning thread burns the time slice its partner needs: a training step that takes 0.9-1.2 s
 alone took 3-40 s beside one busy torch process here (and 23 s beside a test suite). Spinning too briefly
-costs the other way: a stage-0 step is thousands of short operations, and with 1,000 turns (grail's setting until
-session 25) each one waited for its partner to wake: 1.56 s a step against 1.11 s with 10,000, which keeps the quiet
+costs the other way: a stage-0 step is thousands of short operations, and with 1,000 turns
+each one waited for its partner to wake: 1.56 s a step against 1.11 s with 10,000, which keeps the quiet
 speed of the default. Beside a busy process it does no better than the default (a noisy measurement), so a user
 who shares the machine sets 1,000 or one thread. OpenMP reads these once, when torch is first
 imported, so the command line sets them before that (``grail.cli`` imports nothing heavy before
