@@ -7,9 +7,9 @@ from grail import calibration as calibration_module
 from grail.batching import Encoded, encode_all
 from grail.calibration import MIN_HOLDOUT, NeverSeen, calibration, never_seen
 from grail.config import UnlearnConfig
-from grail.evaluation import teacher_forced
 from grail.methods import METHODS
 from grail.models import base_weights, trainable_parameters
+from grail.scoring import teacher_forced
 from grail.stages.unlearn import unlearn
 
 

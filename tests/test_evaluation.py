@@ -4,7 +4,8 @@ the probe counts what the model said."""
 import pytest
 from tiny_configs import lora_on
 
-from grail.evaluation import generate, teacher_forced, utility_check_ppl
+from grail.evaluation import utility_check_ppl
+from grail.scoring import generate, teacher_forced
 
 
 def test_scores_mid_training_see_no_dropout_and_leave_the_model_training(tiny_base, tiny_encoded):

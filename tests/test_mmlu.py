@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from grail import mmlu
-from grail.evaluation import teacher_forced
 from grail.mmlu import Question, choice_log_probs, load_mmlu, mmlu_scores, stratified_subset
+from grail.scoring import teacher_forced
 
 
 def hand_logliks(model: nn.Module, tokenizer, question: Question) -> list[tuple[float, int]]:

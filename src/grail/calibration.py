@@ -39,9 +39,9 @@ from statistics import mean
 from torch import nn
 
 from grail.batching import Encoded
-from grail.evaluation import teacher_forced
 from grail.metrics import roc_auc
 from grail.models import base_weights
+from grail.scoring import teacher_forced
 
 MIN_HOLDOUT = 10
 """Fewest holdout examples calibration compares with (the AUC's null standard deviation is then at most 0.13);

@@ -14,12 +14,20 @@ import os
 import sys
 import traceback
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
 
-from grail.config import PRESETS, ConfigError, LocalizeConfig, load_config
+from grail.config import PRESETS, ConfigError, LocalizeConfig, RunConfig, load_config
 from grail.data.examples import DataError
 from grail.methods import METHODS, TABLE_I
 from grail.threads import configure_threads
+
+if TYPE_CHECKING:  # grail.pipeline imports torch: only after configure_threads
+    from grail.pipeline import Pipeline
+
+EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 STAGE_HELP = {
     "run": "the whole pipeline: fine-tune (stage 0), localize (1, 2), unlearn (3), evaluate, report",
@@ -104,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---- checks of the arguments, and the run folder a command works on ------------------------------------------------
 def _run_folder(args: argparse.Namespace) -> Path:
     if args.out is not None:
         return args.out
@@ -112,46 +121,13 @@ def _run_folder(args: argparse.Namespace) -> Path:
     return Path("runs") / (args.preset or "default")
 
 
-EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-def main(argv: list[str] | None = None) -> int:
-    configure_threads()  # before torch is imported: OpenMP reads its wait policy once
-    args = _parser().parse_args(argv)
-    _show_grail_log()
-    if getattr(args, "threads", None) is not None:
-        if args.threads < 1:
-            print(f"grail {args.command}: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        configure_threads(args.threads)
-    from grail import distributed
-
-    distributed.init_from_env()  # under torchrun / accelerate launch: one process group for the stages
-    try:
-        if distributed.is_main():
-            return _command(args)
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # one process prints the tables
-            return _command(args)
-    except Exception:  # a bug, not bad input: say so, and exit apart from the statuses above
-        traceback.print_exc()
-        print(f"grail {args.command}: unexpected error (a bug; please report it with the traceback above)",
-              file=sys.stderr)
-        return EXIT_CRASH
-    finally:
-        distributed.close()
-
-
-def _show_grail_log() -> None:
-    """grail's own log lines (e.g. which split name a dataset revision used) on stderr; other libraries' logging is
-    left as it is."""
-    import logging
-
-    logger = logging.getLogger("grail")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("grail: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+def _run_config(args: argparse.Namespace, folder: Path) -> RunConfig | None:
+    """The config named by --config / --preset, the default one for a new folder, or None: the folder's own."""
+    explicit = args.config is not None or args.preset is not None
+    config = load_config(args.config, args.preset or "default") if explicit else None
+    if config is None and not (folder / "config.yaml").is_file():
+        config = load_config()
+    return config
 
 
 def _warn_unused_memflex(localize: LocalizeConfig, methods: list[str]) -> None:
@@ -161,6 +137,14 @@ def _warn_unused_memflex(localize: LocalizeConfig, methods: list[str]) -> None:
     if changed and "memflex" not in methods:
         warnings.warn(f"{', '.join(changed)} ignored: only the memflex method of grail compare reads them",
                       stacklevel=2)
+
+
+def _method_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(METHODS))
+    if unknown or not names:
+        raise ConfigError(f"--methods: unknown {unknown or 'none given'}; known: {sorted(METHODS)}")
+    return names
 
 
 def _percentages(option: str, text: str) -> list[float]:
@@ -189,71 +173,130 @@ def _check_device(device: str | None) -> None:
         raise ConfigError(f"--device {device}: MPS is not available here")
 
 
-def _command(args: argparse.Namespace) -> int:
-    if args.command == "audit" and not args.evidence:
-        from grail.audit import audit
+class _RunFolderErrors:
+    """Bad input (config, data, run folder, arguments) and Ctrl-C in a command on a run folder end it with one line
+    on stderr and an exit status, not a traceback: the body's exception is swallowed and ``status`` says which.
+    ``status`` stays EXIT_OK when the body finished."""
 
-        try:
-            result = audit(args.run)
-        except (FileNotFoundError, KeyError, ValueError) as err:  # DataError, ConfigError, a damaged file
-            print(f"grail audit: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        print(json.dumps(result, indent=2))
-        print("PASS: every frozen entry is bit-identical" if result["ok"] else
-              f"FAIL: {result['frozen_changed']} frozen entries changed", file=sys.stderr)
-        return EXIT_OK if result["ok"] else EXIT_AUDIT_FAILED
+    def __init__(self, command: str, folder: Path) -> None:
+        self.command, self.folder = command, folder
+        self.status = EXIT_OK
 
-    if args.command == "export":
-        from grail.export import ExportError, export_model
+    def __enter__(self) -> _RunFolderErrors:
+        return self
 
-        try:
-            summary = export_model(args.run, args.out, args.method, args.merged, args.base_model)
-        except (ExportError, ConfigError, DataError, FileNotFoundError) as err:
-            print(f"grail export: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        print(f"grail export: {summary['method']} of {args.run} in {summary['form']} form "
-              f"(base {summary['base_model']}): {args.out}; model card {args.out / 'README.md'}")
-        return EXIT_OK
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> bool:
+        from grail.io import UnreadableFileError
+        from grail.run_folder import RunFolderError
 
+        if isinstance(error, (ConfigError, DataError, RunFolderError, UnreadableFileError)):
+            print(f"grail {self.command}: {error}", file=sys.stderr)
+            self.status = EXIT_BAD_INPUT
+        elif isinstance(error, KeyboardInterrupt):
+            print(f"\ngrail {self.command}: interrupted; finished steps are saved in {self.folder}. "
+                  f"Give the same command again to resume.", file=sys.stderr)
+            self.status = EXIT_INTERRUPTED
+        return self.status != EXIT_OK
+
+
+@contextlib.contextmanager
+def _opened_pipeline(args: argparse.Namespace, folder: Path, config: RunConfig | None,
+                     methods: list[str] | None) -> Iterator[Pipeline]:
+    """The pipeline on ``folder`` (created from ``config`` or resumed), closed afterwards so that another process
+    may use the folder. ``methods``: the methods this command trains (None: it trains none, nothing to warn about)."""
     from grail import distributed
-    from grail.experiments import Experiments, comparison_folder
-    from grail.io import UnreadableFileError
-    from grail.run_folder import RunFolderError
+    from grail.pipeline import Pipeline
 
-    attacking = args.command in ("attack", "audit")  # audit here: with --evidence
-    folder = args.run if attacking else _run_folder(args)
-    run = None
-    try:  # the arguments first: a bad one must not leave a new run folder behind
-        _check_device(args.device)
-        if args.command == "compare":
-            names = [n.strip() for n in args.methods.split(",") if n.strip()]
-            unknown = sorted(set(names) - set(METHODS))
-            if unknown or not names:
-                raise ConfigError(f"--methods: unknown {unknown or 'none given'}; known: {sorted(METHODS)}")
-            if args.utility_budget is not None and not args.utility_budget > 1:
-                raise ConfigError(f"--utility-budget: a ratio > 1 to the vanilla model, got {args.utility_budget}")
-        if args.command == "sweep":
-            k_ur, k_rr = _percentages("--k-ur", args.k_ur), _percentages("--k-rr", args.k_rr)
-        if attacking:
-            if not (folder / "config.yaml").is_file():
-                raise RunFolderError(f"{folder}: not a run folder (no config.yaml); make one with grail run")
-            config = None
-        else:
-            explicit = args.config is not None or args.preset is not None
-            config = load_config(args.config, args.preset or "default") if explicit else None
-            if config is None and not (folder / "config.yaml").is_file():
-                config = load_config()
-        run = Experiments(folder, config, progress=not args.quiet, device=args.device)
-        if not attacking:  # the attacks train no method: nothing to warn about
-            _warn_unused_memflex(run.config.localize, names if args.command == "compare" else [])
+    pipeline = Pipeline(folder, config, progress=not args.quiet, device=args.device)
+    try:
+        if methods is not None:
+            _warn_unused_memflex(pipeline.config.localize, methods)
         if distributed.is_main():
             print(f"grail {args.command}: run folder {folder}", file=sys.stderr)
-        if attacking:
-            return _attack(args, run)
-        if args.command == "compare":
-            tables = run.compare(names, args.utility_budget, attacks=not args.no_attacks, target=args.target)
-            from grail.compare import markdown
+        yield pipeline
+    finally:
+        pipeline.run_folder.close()
 
+
+# ---- one handler per command: its exit status ---------------------------------------------------------------------
+def _run(args: argparse.Namespace) -> int:
+    """``grail run``: every stage, then the results tables and the audit."""
+    return _up_to("evaluate", args)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    """``grail finetune``: stage 0 only, the vanilla model."""
+    return _up_to("finetune", args)
+
+
+def _localize(args: argparse.Namespace) -> int:
+    """``grail localize``: up to stage 2, the importance scores and the masks."""
+    return _up_to("localize", args)
+
+
+def _unlearn(args: argparse.Namespace) -> int:
+    """``grail unlearn``: up to stage 3, GRAIL's unlearned model."""
+    return _up_to("unlearn", args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """``grail evaluate``: as ``grail run``; with --general, lm-eval's tasks on every model of the run too."""
+    return _up_to("evaluate", args, _general_evaluation if args.general else None)
+
+
+def _up_to(until: str, args: argparse.Namespace,
+           then: Callable[[argparse.Namespace, Pipeline], None] | None = None) -> int:
+    """The pipeline up to ``until`` (``then`` after it, in the open folder); after the evaluation, once the folder
+    is closed, the results tables and the audit's verdict."""
+    folder = _run_folder(args)
+    document = None
+    with _RunFolderErrors(args.command, folder) as errors:  # the arguments first: a bad one leaves no folder behind
+        _check_device(args.device)
+        with _opened_pipeline(args, folder, _run_config(args, folder), methods=[]) as pipeline:
+            document = pipeline.run(until)
+            if then is not None:
+                then(args, pipeline)
+    if errors.status != EXIT_OK or document is None:
+        return errors.status
+    from grail.report import general_table, results_table
+
+    print(results_table(document))
+    print()
+    print(general_table(document))
+    audit_result = document["audit"]
+    print(f"\naudit: {'PASS' if audit_result['ok'] else 'FAIL'} ({audit_result['frozen_changed']} of "
+          f"{audit_result['frozen_entries']} frozen entries changed); report: {folder / 'report.md'}")
+    return EXIT_OK if audit_result["ok"] else EXIT_AUDIT_FAILED
+
+
+def _general_evaluation(args: argparse.Namespace, pipeline: Pipeline) -> None:
+    """``grail evaluate --general``: lm-eval's tasks (or the built-in probe) on every model, then Table II."""
+    from grail.experiments import Experiments
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    results = Experiments(pipeline).general_evaluation(tasks, args.include_path, args.limit)
+    for name, r in results.items():
+        if r["source"] != "lm-eval":
+            print(f"grail evaluate --general: {name}: {r['reason']}; reporting the built-in probe instead",
+                  file=sys.stderr)
+    print((pipeline.folder / "comparison" / "table2_general.md").read_text())
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """``grail compare``: the methods on the run's vanilla model, then the tables, the ranking and where they are."""
+    folder = _run_folder(args)
+    with _RunFolderErrors(args.command, folder) as errors:
+        _check_device(args.device)
+        names = _method_names(args.methods)
+        if args.utility_budget is not None and not args.utility_budget > 1:
+            raise ConfigError(f"--utility-budget: a ratio > 1 to the vanilla model, got {args.utility_budget}")
+        with _opened_pipeline(args, folder, _run_config(args, folder), methods=names) as pipeline:
+            from grail.experiments import Experiments, comparison_folder
+            from grail.tables import markdown
+
+            tables = Experiments(pipeline).compare(names, args.utility_budget, attacks=not args.no_attacks,
+                                                   target=args.target)
             for table in ("table1", "table5_hs", "table_utility", "table_calibration", "table4_strategies",
                           "table6_ablations", "table_robustness"):
                 if table in tables:
@@ -263,57 +306,52 @@ def _command(args: argparse.Namespace) -> int:
                 print((out / "ranking.md").read_text())
             print(f"tables and figures: {out}")
             return EXIT_OK
-        if args.command == "sweep":
-            run.sweep(k_ur, k_rr)
+    return errors.status
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """``grail sweep``: GRAIL at each k_UR and k_RR, then where Fig. 4 is."""
+    folder = _run_folder(args)
+    with _RunFolderErrors(args.command, folder) as errors:
+        _check_device(args.device)
+        k_ur, k_rr = _percentages("--k-ur", args.k_ur), _percentages("--k-rr", args.k_rr)
+        with _opened_pipeline(args, folder, _run_config(args, folder), methods=[]) as pipeline:
+            from grail.experiments import Experiments
+
+            Experiments(pipeline).sweep(k_ur, k_rr)
             print(f"sweep: {folder / 'comparison' / 'fig4_sweep.png'}")
             return EXIT_OK
-        until = "evaluate" if args.command == "run" else args.command
-        document = run.run(until)
-        if args.command == "evaluate" and args.general:
-            results = run.general_evaluation([t for t in args.tasks.split(",") if t], args.include_path, args.limit)
-            for name, r in results.items():
-                if r["source"] != "lm-eval":
-                    print(f"grail evaluate --general: {name}: {r['reason']}; reporting the built-in probe instead",
-                          file=sys.stderr)
-            print((folder / "comparison" / "table2_general.md").read_text())
-    except (ConfigError, DataError, RunFolderError, UnreadableFileError) as err:
-        print(f"grail {args.command}: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"\ngrail {args.command}: interrupted; finished steps are saved in {folder}. "
-              f"Give the same command again to resume.", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    finally:
-        if run is not None:
-            run.run_folder.close()  # another process may use the folder now
-    if document is not None:
-        from grail.report import general_table, results_table
-
-        print(results_table(document))
-        print()
-        print(general_table(document))
-        audit_result = document["audit"]
-        print(f"\naudit: {'PASS' if audit_result['ok'] else 'FAIL'} ({audit_result['frozen_changed']} of "
-              f"{audit_result['frozen_entries']} frozen entries changed); report: {folder / 'report.md'}")
-        if not audit_result["ok"]:
-            return EXIT_AUDIT_FAILED
-    return EXIT_OK
+    return errors.status
 
 
-def _attack(args: argparse.Namespace, run) -> int:
-    """``grail attack RUN`` and ``grail audit RUN --evidence`` on the opened run folder."""
+def _attack(args: argparse.Namespace) -> int:
+    """``grail attack RUN`` and ``grail audit RUN --evidence``: the attacks on every model of a finished run."""
+    folder = args.run
+    with _RunFolderErrors(args.command, folder) as errors:
+        _check_device(args.device)
+        if not (folder / "config.yaml").is_file():
+            from grail.run_folder import RunFolderError
+
+            raise RunFolderError(f"{folder}: not a run folder (no config.yaml); make one with grail run")
+        with _opened_pipeline(args, folder, None, methods=None) as pipeline:  # the attacks train no method
+            return _attack_models(args, pipeline)
+    return errors.status
+
+
+def _attack_models(args: argparse.Namespace, pipeline: Pipeline) -> int:
+    """The attacks on the opened run folder: RUN/attacks.*, and with ``grail audit --evidence`` RUN/evidence/."""
     from grail.attacks.runner import Attacks
 
     methods = None
     if args.command == "attack" and args.methods is not None:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    attacks = Attacks(run)
+    attacks = Attacks(pipeline)
     summary = attacks.run(methods)
     print((args.run / "attacks.md").read_text())
     if args.command == "audit":
         from grail.attacks.evidence import write_evidence
 
-        out = write_evidence(run, summary, {name: attacks.model_report(name) for name in summary["models"]})
+        out = write_evidence(pipeline, summary, {name: attacks.model_report(name) for name in summary["models"]})
         evidence = json.loads((out / "evidence.json").read_text())
         print(json.dumps(evidence["passed"], indent=2))
         print(f"evidence: {out}")
@@ -321,6 +359,85 @@ def _attack(args: argparse.Namespace, run) -> int:
             return EXIT_AUDIT_FAILED
     print(f"attacks: {args.run / 'attacks.md'}, {args.run / 'attacks.json'}, {args.run / 'relearning.png'}")
     return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """``grail audit RUN``: are the frozen entries bit-identical? With --evidence, the attacks too."""
+    if args.evidence:
+        return _attack(args)
+    from grail.audit import audit
+
+    try:
+        result = audit(args.run)
+    except (FileNotFoundError, KeyError, ValueError) as err:  # DataError, ConfigError, a damaged file
+        print(f"grail audit: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(result, indent=2))
+    print("PASS: every frozen entry is bit-identical" if result["ok"] else
+          f"FAIL: {result['frozen_changed']} frozen entries changed", file=sys.stderr)
+    return EXIT_OK if result["ok"] else EXIT_AUDIT_FAILED
+
+
+def _export(args: argparse.Namespace) -> int:
+    """``grail export RUN OUT``: the unlearned model as a Hugging Face folder with a model card."""
+    from grail.export import ExportError, export_model
+
+    try:
+        summary = export_model(args.run, args.out, args.method, args.merged, args.base_model)
+    except (ExportError, ConfigError, DataError, FileNotFoundError) as err:
+        print(f"grail export: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"grail export: {summary['method']} of {args.run} in {summary['form']} form "
+          f"(base {summary['base_model']}): {args.out}; model card {args.out / 'README.md'}")
+    return EXIT_OK
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run, "finetune": _finetune, "localize": _localize, "unlearn": _unlearn, "evaluate": _evaluate,
+    "compare": _compare, "sweep": _sweep, "audit": _audit, "attack": _attack, "export": _export,
+}
+"""Each command of the parser, by name: the function that carries it out and returns its exit status."""
+
+
+# ---- the command ---------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    configure_threads()  # before torch is imported: OpenMP reads its wait policy once
+    args = _parser().parse_args(argv)
+    _show_grail_log()
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            print(f"grail {args.command}: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        configure_threads(args.threads)
+    from grail import distributed
+
+    handler = HANDLERS[args.command]
+    distributed.init_from_env()  # under torchrun / accelerate launch: one process group for the stages
+    try:
+        if distributed.is_main():
+            return handler(args)
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # one process prints the tables
+            return handler(args)
+    except Exception:  # a bug, not bad input: say so, and exit apart from the statuses above
+        traceback.print_exc()
+        print(f"grail {args.command}: unexpected error (a bug; please report it with the traceback above)",
+              file=sys.stderr)
+        return EXIT_CRASH
+    finally:
+        distributed.close()
+
+
+def _show_grail_log() -> None:
+    """grail's own log lines (e.g. which split name a dataset revision used) on stderr; other libraries' logging is
+    left as it is."""
+    import logging
+
+    logger = logging.getLogger("grail")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("grail: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,13 @@ general-text perplexity budget, as Markdown, CSV and JSON."""
 
 from __future__ import annotations
 
-import csv
-import io as text_io
 import math
 from pathlib import Path
 
 from grail import io
+from grail.attacks.report import robustness_rows
 from grail.methods import ABLATIONS, STRATEGIES
+from grail.tables import csv_text, markdown
 
 REFERENCES = ("base", "vanilla")
 """Models that are not unlearning methods: never ranked, and a table holding only them is not written."""
@@ -95,37 +95,6 @@ def table_rows(scores: dict[str, dict]) -> tuple[list[str], list[list[float]], l
         rows_1.append(row)
         rows_5.append([name, *(s["domains"][d]["HS"] for d in domains), s["average"]["HS"], *_utility_cells(s)])
     return header_1, rows_1, header_5, rows_5
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    if math.isinf(value):
-        return "inf"
-    if math.isnan(value):
-        return "-"
-    if abs(value) >= 1e4:
-        return f"{value:.2e}"
-    if 0 < abs(value) < 1e-3:  # a p-value of 6e-10 is not 0.000
-        return f"{value:.1e}"
-    return f"{value:.3f}" if 0 < abs(value) < 10 else f"{value:.2f}"  # a ratio of 1.255 is not 1.25
-
-
-def markdown(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def _csv(header: list[str], rows: list[list]) -> str:
-    """CSV of a table; a missing value (None) is an empty field."""
-    buffer = text_io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def success_rows(scores: dict[str, dict], names: list[str]) -> tuple[list[str], list[list]]:
@@ -220,15 +189,13 @@ def write_comparison(folder: Path, scores: dict[str, dict], budget: float = BUDG
               "table5_hs": (header_5, rows_5), "table6_ablations": success_rows(scores, ABLATIONS),
               "table_utility": utility_rows(scores, budget), "table_calibration": calibration_rows(scores)}
     if attacks is not None:
-        from grail.attacks.report import robustness_rows
-
         tables["table_robustness"] = robustness_rows(attacks)
     document: dict = {}
     for stem, (header, rows) in tables.items():
         if all(row[0] in REFERENCES for row in rows):  # none of this table's methods ran
             continue
         io.write_text(folder / f"{stem}.md", markdown(header, rows))
-        io.write_text(folder / f"{stem}.csv", _csv(header, rows))
+        io.write_text(folder / f"{stem}.csv", csv_text(header, rows))
         document[stem] = {"header": header, "rows": rows}
     document["general"] = {name: s.get("general") for name, s in scores.items()}
     groups = ranking(scores, budget)
@@ -250,4 +217,4 @@ def write_general_table(folder: Path, results: dict[str, dict]) -> None:
         probe = r["probe"]["probe_accuracy"] if "probe" in r else math.nan
         rows.append([name, *scores, sum(known) / len(known) if known else math.nan, probe])
     io.write_text(folder / "table2_general.md", markdown(header, rows))
-    io.write_text(folder / "table2_general.csv", _csv(header, rows))
+    io.write_text(folder / "table2_general.csv", csv_text(header, rows))

@@ -1,7 +1,8 @@
 """Experiments on a run: the other unlearning methods (``methods.py``), the comparison tables and figures in
 the paper's shape, the k_UR / k_RR sweep and lm-eval's general ability. Every method starts from the run's
-vanilla model and goes through the pipeline's stage 3 (``Pipeline.unlearn_phases``); what differs is in the
-method: its objective (config overrides), its masks (a builder registered here) and its retain data.
+vanilla model and goes through the pipeline's stage 3 (``Pipeline.unlearn_from_vanilla``); what differs is in the
+method: its objective (config overrides), its masks (a builder registered here), its retain data and whether it
+unlearns the domains one after the other (the phases built here).
 
     RUN/methods/<method>/adapter_unlearned/   a method's unlearned model (with its masks)
     RUN/memflex_gradients.safetensors         Memflex's signed-mean gradients
@@ -23,48 +24,50 @@ from grail.compare import BUDGET as UTILITY_BUDGET
 from grail.compare import write_comparison, write_general_table
 from grail.config import LocalizeConfig
 from grail.data.examples import DataError
+from grail.data.general import OOD_RETAIN_TEXT
+from grail.evaluation import text_items
 from grail.figures import plot_jaccard, plot_pareto, plot_scatter, plot_sweep, top_sets
 from grail.general_eval import general_ability, task_manager
 from grail.methods import Method, get_method, sweep_methods
 from grail.pipeline import GRAIL, Masks, Phase, Pipeline, unlearned_methods, weights_folder
 from grail.stages.gradients import gradient_means
-from grail.stages.localize import localize, memflex_frozen, memflex_selection
+from grail.stages.localize import flatten_masks, localize, memflex_frozen, memflex_selection
 
-MaskBuilder = Callable[["Experiments", LocalizeConfig, list[str]], "Masks | None"]
-"""(experiments, the method's localize config, the domains of a phase) -> masks, or None: nothing frozen."""
+MaskBuilder = Callable[[Pipeline, LocalizeConfig, list[str]], Masks | None]
+"""(the run's pipeline, the method's localize config, the domains of a phase) -> masks, or None: nothing frozen."""
 
 
-def _no_masks(experiments: Experiments, localize_cfg: LocalizeConfig, domains: list[str]) -> None:
+def _no_masks(pipeline: Pipeline, localize_cfg: LocalizeConfig, domains: list[str]) -> None:
     return None
 
 
-def _grail_masks(experiments: Experiments, localize_cfg: LocalizeConfig, domains: list[str]) -> Masks:
+def _grail_masks(pipeline: Pipeline, localize_cfg: LocalizeConfig, domains: list[str]) -> Masks:
     """GRAIL's F over the given domains; the run's own masks when nothing differs from the run."""
-    if localize_cfg == experiments.config.localize and domains == experiments.benchmark.domain_names:
-        return experiments.stage2_masks()
-    return localize(experiments.stage1_gradients(), domains, localize_cfg)
+    if localize_cfg == pipeline.config.localize and domains == pipeline.benchmark.domain_names:
+        return pipeline.stage2_masks()
+    return localize(pipeline.stage1_gradients(), domains, localize_cfg)
 
 
-def _grail_per_domain_masks(experiments: Experiments, localize_cfg: LocalizeConfig, domains: list[str]) -> Masks:
+def _grail_per_domain_masks(pipeline: Pipeline, localize_cfg: LocalizeConfig, domains: list[str]) -> Masks:
     """Each domain's own GRAIL masks, merged (union) without cross-domain overlap handling."""
-    per_domain = [localize(experiments.stage1_gradients(), [d], localize_cfg) for d in domains]
+    per_domain = [localize(pipeline.stage1_gradients(), [d], localize_cfg) for d in domains]
     return {kind: {p: reduce(or_, (m[kind][p] for m in per_domain)) for p in per_domain[0][kind]}
             for kind in per_domain[0]}
 
 
-def _memflex_masks(experiments: Experiments, localize_cfg: LocalizeConfig, domains: list[str]) -> Masks:
+def _memflex_masks(pipeline: Pipeline, localize_cfg: LocalizeConfig, domains: list[str]) -> Masks:
     """Memflex: whole tensors frozen unless cosine(G_forget, G_retain) < mu and mean |G_forget| > sigma, from
     signed-mean random-label gradients (cached in the run), per domain, then combined."""
     def compute() -> dict:
-        model = experiments.use_weights("adapter_vanilla")
-        generator = torch.Generator().manual_seed(experiments.config.seed)
-        cfg, tokenizer = experiments.config.gradients, experiments.tokenizer
+        model = pipeline.use_weights("adapter_vanilla")
+        generator = torch.Generator().manual_seed(pipeline.config.seed)
+        cfg, tokenizer = pipeline.config.gradients, pipeline.tokenizer
         return {name: gradient_means(model, items, cfg, len(tokenizer), tokenizer.pad_token_id, generator, False,
-                                     experiments.device)
-                for name, items in experiments.datasets().items()}
+                                     pipeline.device)
+                for name, items in pipeline.datasets().items()}
 
-    means = experiments.run_folder.cached("memflex_gradients.safetensors", compute, io.save_by_dataset,
-                                          io.load_by_dataset)
+    means = pipeline.run_folder.cached("memflex_gradients.safetensors", compute, io.save_by_dataset,
+                                       io.load_by_dataset)
     selections = [memflex_selection(means[f"{d}/forget"], means[f"{d}/retain"], localize_cfg.memflex_mu,
                                     localize_cfg.memflex_sigma) for d in domains]
     frozen = memflex_frozen(selections, {name: t.shape for name, t in means[f"{domains[0]}/forget"].items()})
@@ -92,36 +95,52 @@ def comparison_folder(utility_budget: float | None = None, target: str | None = 
             + ("" if target is None else f"-{target}"))
 
 
-class Experiments(Pipeline):
-    """The pipeline's run folder, with the methods, comparisons and sweeps on top."""
+class Experiments:
+    """The methods, comparisons and sweeps on one run folder, through its pipeline: every method starts from the
+    pipeline's vanilla model and trains through its stage 3, so what the pipeline offers is all they rely on."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
 
     def unlearn_method(self, method: Method) -> None:
         """``method``'s unlearned model (GRAIL's is the pipeline's stage 3), trained unless the run holds it."""
+        pipeline = self.pipeline
         if method.name == GRAIL:
-            self.stage3_unlearn()
+            pipeline.stage3_unlearn()
             return
-        if io.exists(self.path(weights_folder(method.name))):  # done: its masks need not be built again
+        target = pipeline.path(weights_folder(method.name))
+        if io.exists(target):  # done: its masks need not be built again
             return
-        unlearn_cfg = dataclasses.replace(self.config.unlearn, **method.unlearn)  # validated by the section
-        localize_cfg = dataclasses.replace(self.config.localize, **method.localize)
-        domains = list(method.domains or self.benchmark.domain_names)
-        self.benchmark.select(domains)  # unknown domains fail here, before any work
+        unlearn_cfg = dataclasses.replace(pipeline.config.unlearn, **method.unlearn)  # validated by the section
+        localize_cfg = dataclasses.replace(pipeline.config.localize, **method.localize)
+        domains = list(method.domains or pipeline.benchmark.domain_names)
+        pipeline.benchmark.select(domains)  # unknown domains fail here, before any work
         build = mask_builder(method.masks)
         groups = [[d] for d in domains] if method.sequential else [domains]
-        phases: list[Phase] = [(f"{method.name}-{g[0]}" if method.sequential else method.name, g,
-                                build(self, localize_cfg, g)) for g in groups]
-        self.unlearn_phases(method.name, phases, unlearn_cfg, localize_cfg, method.retain_data)
+        masks = [build(pipeline, localize_cfg, g) for g in groups]
+        encoded = pipeline.encoded()
+        general_text = text_items(pipeline.tokenizer, OOD_RETAIN_TEXT) if method.retain_data == "ood" else None
+        phases = []
+        for group, group_masks in zip(groups, masks):
+            name = f"{method.name}-{group[0]}" if method.sequential else method.name
+            retain = {d: general_text if general_text is not None else encoded["retain"][d] for d in group}
+            phases.append(Phase(name, {d: encoded["forget"][d] for d in group}, retain, group_masks,
+                                f"checkpoints/{name}"))
+            if group_masks is not None:  # beside its weights: what it was allowed to move
+                suffix = f"_{group[0]}" if len(groups) > 1 else ""
+                io.save_tensors(target.parent / f"masks{suffix}.safetensors", flatten_masks(group_masks))
+        pipeline.unlearn_from_vanilla(method.name, phases, unlearn_cfg, localize_cfg)
 
     def stored_method(self, method: Method, utility_budget: float | None, target: str | None = None) -> Method:
         """The method as the folder holds it: itself, or under another ``utility_budget`` or forgetting ``target``
         than its own a copy named ``<name>-budget<b>`` / ``<name>-<target>`` with them (a target held as often as
         the run checks its own, ``unlearn.target_check_steps``)."""
-        own = dataclasses.replace(self.config.unlearn, **method.unlearn)
+        own = dataclasses.replace(self.pipeline.config.unlearn, **method.unlearn)
         overrides, suffix = {}, ""
         if utility_budget not in (None, own.utility_budget):
             overrides["utility_budget"], suffix = utility_budget, f"-budget{utility_budget:g}"
         if target not in (None, own.target):
-            overrides.update(target=target, target_check_steps=self.config.unlearn.target_check_steps)
+            overrides.update(target=target, target_check_steps=self.pipeline.config.unlearn.target_check_steps)
             suffix += f"-{target}"
         if not overrides:
             return method
@@ -133,12 +152,13 @@ class Experiments(Pipeline):
         method keeps its last weights within that multiple of the vanilla's utility-check perplexity; with
         ``target``, each is held to that forgetting target (``unlearn.target``), so methods compare at equal
         forgetting (stored apart, as ``methods/<name>-budget<b>-<target>``; keyed by the method's own name here)."""
-        self.run("unlearn")
-        scores = {"base": self.evaluate_model("base"), "vanilla": self.evaluate_model("vanilla")}
+        pipeline = self.pipeline
+        pipeline.run("unlearn")
+        scores = {"base": pipeline.evaluate_model("base"), "vanilla": pipeline.evaluate_model("vanilla")}
         for method in methods:
             stored = self.stored_method(method, utility_budget, target)
             self.unlearn_method(stored)
-            scores[method.name] = self.evaluate_model(stored.name)
+            scores[method.name] = pipeline.evaluate_model(stored.name)
         return scores
 
     def compare(self, names: list[str], utility_budget: float | None = None,
@@ -151,8 +171,9 @@ class Experiments(Pipeline):
         holdout."""
         methods = [get_method(n) for n in names]  # unknown names fail before any work
         scores = self.method_scores(methods, utility_budget, target)
-        folder = self.path(comparison_folder(utility_budget, target))
-        plot_jaccard(top_sets(self.stage1_gradients(), self.config.localize.k_ur), folder / "fig3_jaccard.png")
+        pipeline = self.pipeline
+        folder = pipeline.path(comparison_folder(utility_budget, target))
+        plot_jaccard(top_sets(pipeline.stage1_gradients(), pipeline.config.localize.k_ur), folder / "fig3_jaccard.png")
         plot_scatter(scores, folder / "forget_vs_retain.png")
         plot_pareto(scores, folder / "pareto.png", budget)
         return write_comparison(folder, scores, budget, self.attack_summary(
@@ -165,7 +186,7 @@ class Experiments(Pipeline):
         from grail.attacks.runner import Attacks
 
         try:
-            attacks = Attacks(self)
+            attacks = Attacks(self.pipeline)
         except DataError as err:
             warnings.warn(f"robustness table left out: {err}", stacklevel=2)
             return None
@@ -173,14 +194,15 @@ class Experiments(Pipeline):
 
     def sweep(self, k_ur: list[float], k_rr: list[float]) -> dict[str, dict]:
         """GRAIL over k_UR and k_RR (paper Fig. 4): RUN/comparison/fig4_sweep.png and sweep.json."""
-        loc = self.config.localize
+        pipeline = self.pipeline
+        loc = pipeline.config.localize
         methods = sweep_methods(k_ur, k_rr, loc.k_ur, loc.k_rr)
         # The setting at the run's own k_UR and k_RR is GRAIL itself: reuse it rather than train it again.
         trained = [get_method(GRAIL) if m.localize == {"k_ur": loc.k_ur, "k_rr": loc.k_rr} else m for m in methods]
         scores = self.method_scores(list({m.name: m for m in trained}.values()))
         swept = {m.name: scores[t.name] for m, t in zip(methods, trained)}
-        plot_sweep(swept, self.path("comparison/fig4_sweep.png"))
-        io.write_json(self.path("comparison/sweep.json"),
+        plot_sweep(swept, pipeline.path("comparison/fig4_sweep.png"))
+        io.write_json(pipeline.path("comparison/sweep.json"),
                       {m.name: {"localize": m.localize, "domains": {d: {k: s[k] for k in ("US", "RS", "HS")}
                                 for d, s in swept[m.name]["domains"].items()}} for m in methods})
         return swept
@@ -188,15 +210,17 @@ class Experiments(Pipeline):
     def general_evaluation(self, tasks: list[str], include_path: str | None, limit: int | None) -> dict[str, dict]:
         """lm-eval (or the probe, offline) on the vanilla model, GRAIL and every method in RUN/methods/ (Table II);
         writes evaluations/general_<model>.json and comparison/table2_general.{md,csv}."""
-        models = ["vanilla"] + ([GRAIL] if io.exists(self.path(weights_folder(GRAIL))) else [])
-        models += unlearned_methods(self.folder)
+        pipeline = self.pipeline
+        models = ["vanilla"] + ([GRAIL] if io.exists(pipeline.path(weights_folder(GRAIL))) else [])
+        models += unlearned_methods(pipeline.folder)
         results: dict[str, dict] = {}
         manager = task_manager(include_path)
         unavailable = None
         for name in models:
-            results[name] = general_ability(self.use_weights(weights_folder(name)), self.tokenizer, tasks, manager,
-                                            limit, self.config.evaluate.batch_size, self.device, unavailable)
+            results[name] = general_ability(pipeline.use_weights(weights_folder(name)), pipeline.tokenizer, tasks,
+                                            manager, limit, pipeline.config.evaluate.batch_size, pipeline.device,
+                                            unavailable)
             unavailable = results[name].get("reason")
-            io.write_json(self.path(f"evaluations/general_{name}.json"), results[name])
-        write_general_table(self.path("comparison"), results)
+            io.write_json(pipeline.path(f"evaluations/general_{name}.json"), results[name])
+        write_general_table(pipeline.path("comparison"), results)
         return results

@@ -30,6 +30,7 @@ from grail.pipeline import GRAIL, unlearned_methods, weights_folder
 from grail.report import calibration_table, mask_summary
 from grail.run_folder import RunFolderError
 from grail.stages.localize import unflatten_masks
+from grail.tables import fixed_or_missing
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -130,18 +131,14 @@ def export_model(run: str | Path, out: str | Path, method: str = GRAIL, merged: 
     return summary
 
 
-def _number(value: Any, digits: int = 1) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
 def _score_rows(evaluations: dict[str, dict], method: str) -> list[str]:
     rows = ["| model | domain | US | RS | RS_heldout | US_paraphrase | leak rate % |", "|---|---|---|---|---|---|---|"]
     for name, evaluation in evaluations.items():
         label = f"**{name}** (this model)" if name == method else name
         for domain, scores in evaluation.get("domains", {}).items():
-            rows.append(f"| {label} | {domain} | {_number(scores.get('US'))} | {_number(scores.get('RS'))} | "
-                        f"{_number(scores.get('RS_heldout'))} | {_number(scores.get('US_paraphrase'))} | "
-                        f"{_number(scores.get('leak_rate'))} |")
+            cells = " | ".join(fixed_or_missing(scores.get(key))
+                               for key in ("US", "RS", "RS_heldout", "US_paraphrase", "leak_rate"))
+            rows.append(f"| {label} | {domain} | {cells} |")
     return rows
 
 
@@ -150,11 +147,11 @@ def _general_rows(evaluations: dict[str, dict], method: str) -> list[str]:
             "|---|---|---|---|---|"]
     for name, evaluation in evaluations.items():
         general = evaluation.get("general") or {}
-        mmlu = f"{_number(general.get('mmlu_accuracy'))} ({general.get('mmlu_n', '—')})"
+        mmlu = f"{fixed_or_missing(general.get('mmlu_accuracy'))} ({general.get('mmlu_n', '—')})"
         label = f"**{name}** (this model)" if name == method else name
-        rows.append(f"| {label} | {_number(general.get('general_text_ppl'), 2)} | "
-                    f"{_number(general.get('probe_accuracy'))} | {mmlu} | "
-                    f"{_number(general.get('knowledge_accuracy'))} |")
+        rows.append(f"| {label} | {fixed_or_missing(general.get('general_text_ppl'), 2)} | "
+                    f"{fixed_or_missing(general.get('probe_accuracy'))} | {mmlu} | "
+                    f"{fixed_or_missing(general.get('knowledge_accuracy'))} |")
     return rows
 
 

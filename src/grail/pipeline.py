@@ -27,6 +27,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -39,9 +40,8 @@ from grail.batching import Encoded, encode_all
 from grail.calibration import NeverSeen, calibration, never_seen
 from grail.config import ConfigError, LocalizeConfig, RunConfig, UnlearnConfig
 from grail.data.examples import PARAPHRASE_SET
-from grail.data.general import OOD_RETAIN_TEXT
 from grail.data.sources import load_benchmark
-from grail.evaluation import evaluate, text_items, utility_check_ppl
+from grail.evaluation import evaluate, utility_check_ppl
 from grail.models import (
     base_weights,
     cache_dir,
@@ -74,8 +74,23 @@ ORACLE = "oracle"
 """The model that never saw the forget sets (``grail attack``'s reference; weights RUN/adapter_oracle)."""
 
 Masks = dict[str, dict[str, torch.Tensor]]
-Phase = tuple[str, list[str], Masks | None]
-"""One stage-3 pass: (name, the domains it unlearns, the masks from stage 2 or None)."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage-3 pass over some domains. GRAIL's stage 3 is one phase over every domain; the methods of
+    ``experiments.py`` bring their own (one per domain when sequential, general text as retain data, other masks)."""
+
+    name: str
+    """What the pass's checkpoints are fingerprinted with: a resumed pass continues only its own."""
+    forget: dict[str, list[Encoded]]
+    """{domain: encoded forget set}: the domains it unlearns."""
+    retain: dict[str, list[Encoded]]
+    """{domain: encoded retain data}, the same domains."""
+    masks: Masks | None
+    """From stage 2 (None: nothing frozen)."""
+    checkpoints: str
+    """Its checkpoint folder, relative to the run folder."""
 
 
 def unlearned_methods(folder: Path) -> list[str]:
@@ -213,21 +228,26 @@ class Pipeline:
     # ---- stage 3: unlearning with F frozen ----------------------------------------------------------------
     def stage3_unlearn(self) -> Path:
         """GRAIL's unlearned model: every domain at once, F from stage 2, the run's unlearn config."""
-        return self.unlearn_phases(GRAIL, [(GRAIL, self.benchmark.domain_names, self.stage2_masks())],
-                                   self.config.unlearn, self.config.localize)
-
-    def unlearn_phases(self, name: str, phases: list[Phase], unlearn_cfg: UnlearnConfig,
-                       localize_cfg: LocalizeConfig, retain_data: str = "id") -> Path:
-        """Stage 3 from the vanilla model through ``phases`` in order; the result is model ``name``'s weights
-        (``weights_folder``). ``retain_data``: the domains' retain sets (``id``) or general text (``ood``)."""
-        target = self.path(weights_folder(name))
+        masks = self.stage2_masks()
+        target = self.path(weights_folder(GRAIL))
         if io.exists(target):
             return target
+        encoded, domains = self.encoded(), self.benchmark.domain_names
+        phase = Phase(GRAIL, {d: encoded["forget"][d] for d in domains}, {d: encoded["retain"][d] for d in domains},
+                      masks, "checkpoints/unlearn")
+        self.unlearn_from_vanilla(GRAIL, [phase], self.config.unlearn, self.config.localize)
+        return target
+
+    def unlearn_from_vanilla(self, name: str, phases: list[Phase], unlearn_cfg: UnlearnConfig,
+                             localize_cfg: LocalizeConfig) -> None:
+        """Stage 3 from the vanilla model through ``phases`` in order, written as model ``name``'s weights
+        (``weights_folder``) with its training log; callers skip it when the folder holds them. What training is
+        checked against (the domains' sets, utility, holdouts) and the general replay are the run's, whatever the
+        phases train on."""
         self.stage0_vanilla()
         started = time.time()
         cfg = self.config
         model = self.use_weights("adapter_vanilla")  # a matching checkpoint then overrides these weights
-        encoded = self.encoded()
 
         def check() -> dict[str, dict[str, float]]:
             scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
@@ -241,28 +261,20 @@ class Pipeline:
         oracle_log_probs = self._oracle_log_probs(model) if unlearn_cfg.ascent_stop == "oracle" else None
         holdout = self.encoded_holdout()
         log = []
-        for phase, domains, masks in phases:
-            if masks is not None and name != GRAIL:  # GRAIL's are the run's own masks.safetensors
-                suffix = f"_{domains[0]}" if len(phases) > 1 else ""
-                io.save_tensors(target.parent / f"masks{suffix}.safetensors", flatten_masks(masks))
-            forget = {d: encoded["forget"][d] for d in domains}
-            retain = {d: encoded["retain"][d] for d in domains}
-            if retain_data == "ood":
-                general_text = text_items(self.tokenizer, OOD_RETAIN_TEXT)
-                retain = {d: general_text for d in retain}
-            checkpoints = self.path("checkpoints/unlearn" if phase == GRAIL else f"checkpoints/{phase}")
-            log += unlearn(model, forget, retain, unlearn_cfg, pad_id=self.tokenizer.pad_token_id, seed=cfg.seed,
-                           masks=UpdateMasks.for_policy(masks, unlearn_cfg.policy, localize_cfg.use_op_ur,
+        for phase in phases:
+            log += unlearn(model, phase.forget, phase.retain, unlearn_cfg, pad_id=self.tokenizer.pad_token_id,
+                           seed=cfg.seed,
+                           masks=UpdateMasks.for_policy(phase.masks, unlearn_cfg.policy, localize_cfg.use_op_ur,
                                                         localize_cfg.use_op_rr),
-                           check=check, checkpoint_dir=checkpoints, fingerprint=f"{cfg.fingerprint()}-{phase}",
-                           device=self.device, progress=self.progress, on_epoch_end=self._epoch_hook("unlearn"),
-                           general=general, utility=utility, oracle_log_probs=oracle_log_probs,
-                           holdout={d: holdout[d] for d in domains})
-        with io.staged_dir(target) as tmp:
+                           check=check, checkpoint_dir=self.path(phase.checkpoints),
+                           fingerprint=f"{cfg.fingerprint()}-{phase.name}", device=self.device,
+                           progress=self.progress, on_epoch_end=self._epoch_hook("unlearn"), general=general,
+                           utility=utility, oracle_log_probs=oracle_log_probs,
+                           holdout={d: holdout[d] for d in phase.forget})
+        with io.staged_dir(self.path(weights_folder(name))) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
         self.run_folder.record_time("stage3_unlearn" if name == GRAIL else f"unlearn_{name}", time.time() - started)
-        return target
 
     def _oracle_log_probs(self, model: nn.Module) -> Callable[[list[Encoded]], dict[Encoded, torch.Tensor]]:
         """A function: per example, its answer tokens' log-probabilities under the oracle (trained now if the run

@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from grail.batching import Encoded
 from grail.data.general import REPLAY_INSTRUCTIONS
-from grail.evaluation import chat_prompts, generate
+from grail.scoring import chat_prompts, generate
 
 MAX_NEW_TOKENS = 32
 

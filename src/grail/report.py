@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -10,6 +9,7 @@ import torch
 from grail import __version__, io
 from grail.config import RunConfig
 from grail.data.examples import HELDOUT_SCOPE
+from grail.tables import fixed
 
 
 def mask_summary(masks: dict[str, dict[str, torch.Tensor]]) -> dict:
@@ -81,22 +81,12 @@ def calibration_table(document: dict) -> str:
             c = s.get("calibration")
             if c:
                 stop = stops.get(domain, "") if model == "grail" else ""
-                lines.append(f"| {model} | {domain} | {c['reference']} | {_fmt(c['US'], 1)} | "
-                             f"{_fmt(c['US_reference'], 1)} | {c['gap']:+.1f} | {_fmt(c.get('US_vanilla'), 1)} | "
-                             f"{_fmt(c['US_base'], 1)} | {_fmt(c['auc'])} | {_fmt(c.get('auc_vanilla'))} | "
-                             f"{_fmt(c['auc_base'])} | {'yes' if c['calibrated'] else 'no'} | "
+                lines.append(f"| {model} | {domain} | {c['reference']} | {fixed(c['US'], 1)} | "
+                             f"{fixed(c['US_reference'], 1)} | {c['gap']:+.1f} | {fixed(c.get('US_vanilla'), 1)} | "
+                             f"{fixed(c['US_base'], 1)} | {fixed(c['auc'])} | {fixed(c.get('auc_vanilla'))} | "
+                             f"{fixed(c['auc_base'])} | {'yes' if c['calibrated'] else 'no'} | "
                              f"{stop} |")
     return "\n".join(lines)
-
-
-def _fmt(value: float | str | None, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        value = float(value)
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.2e}" if abs(value) >= 1e5 else f"{value:.{digits}f}"
 
 
 def heldout_produced_rate(domain_scores: dict) -> float | None:
@@ -114,15 +104,16 @@ def results_table(document: dict) -> str:
     for model, scores in document["models"].items():
         for domain, s in scores.get("domains", {}).items():
             f, r = s["forget"], s["retain"]
-            lines.append(f"| {model} | {domain} | {_fmt(s['US'])} | {_fmt(s.get('US_paraphrase'))} | {_fmt(f['ppl'])} "
-                         f"| {_fmt(f['rouge_l'])} | {_fmt(s.get('leak_rate'))} | {_fmt(s['RS'])} "
-                         f"| {_fmt(s.get('RS_heldout'))} | {_fmt(r['ppl'])} | {_fmt(r['rouge_l'])} "
-                         f"| {_fmt(s.get('retain_produced_rate'))} | {_fmt(heldout_produced_rate(s))} "
-                         f"| {_fmt(s['HS'])} |")
+            lines.append(f"| {model} | {domain} | {fixed(s['US'])} | {fixed(s.get('US_paraphrase'))} "
+                         f"| {fixed(f['ppl'])} | {fixed(f['rouge_l'])} | {fixed(s.get('leak_rate'))} "
+                         f"| {fixed(s['RS'])} | {fixed(s.get('RS_heldout'))} | {fixed(r['ppl'])} "
+                         f"| {fixed(r['rouge_l'])} | {fixed(s.get('retain_produced_rate'))} "
+                         f"| {fixed(heldout_produced_rate(s))} "
+                         f"| {fixed(s['HS'])} |")
         if "average" in scores:
             a = scores["average"]
-            lines.append(f"| {model} | **avg.** | {_fmt(a['US'])} | {_fmt(a.get('US_paraphrase'))} | | | "
-                         f"| {_fmt(a['RS'])} | {_fmt(a.get('RS_heldout'))} | | | | | {_fmt(a['HS'])} |")
+            lines.append(f"| {model} | **avg.** | {fixed(a['US'])} | {fixed(a.get('US_paraphrase'))} | | | "
+                         f"| {fixed(a['RS'])} | {fixed(a.get('RS_heldout'))} | | | | | {fixed(a['HS'])} |")
     return "\n".join(lines)
 
 
@@ -132,9 +123,9 @@ def general_table(document: dict) -> str:
     for model, scores in document["models"].items():
         g = scores.get("general")
         if g:
-            mmlu = f"{_fmt(g['mmlu_accuracy'])} (n = {g['mmlu_n']})" if "mmlu_accuracy" in g else "-"
-            lines.append(f"| {model} | {_fmt(g['probe_accuracy'])} ({g['probe_n']} questions) "
-                         f"| {_fmt(g['general_text_ppl'])} | {mmlu} | {_fmt(g.get('mmlu_logprob'), 3)} |")
+            mmlu = f"{fixed(g['mmlu_accuracy'])} (n = {g['mmlu_n']})" if "mmlu_accuracy" in g else "-"
+            lines.append(f"| {model} | {fixed(g['probe_accuracy'])} ({g['probe_n']} questions) "
+                         f"| {fixed(g['general_text_ppl'])} | {mmlu} | {fixed(g.get('mmlu_logprob'), 3)} |")
     return "\n".join(lines)
 
 

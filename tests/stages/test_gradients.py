@@ -1,10 +1,10 @@
 import pytest
 import torch
+from reference import loop_abs_mean
 
 from grail.batching import Encoded
 from grail.config import GradientConfig, ModelConfig
 from grail.models import canonical_name, make_trainable
-from grail.reference import loop_abs_mean
 from grail.stages.gradients import corrupt_answers, dataset_importance
 
 
@@ -59,7 +59,7 @@ def test_abs_mean_differs_from_abs_of_summed_gradient(tiny_lora, tiny_encoded):
 
 
 def test_bfloat16_base_gives_float32_scores_close_to_float32(tiny_encoded):
-    from grail.reference import lora_with_trained_b
+    from reference import lora_with_trained_b
 
     scores = {}
     for dtype in ("float32", "bfloat16"):

@@ -95,7 +95,7 @@ def test_signed_gradient_means_feed_memflex(tiny_lora, tiny_encoded):
 @pytest.mark.parametrize("use_ur,use_rr,selection", [(True, True, "torch"), (False, True, "torch"),
                                                      (True, False, "torch"), (True, True, "python")])
 def test_localize_equals_the_python_set_reference(use_ur, use_rr, selection):
-    from grail.reference import set_localize
+    from reference import set_localize
 
     generator = torch.Generator().manual_seed(0)
     shapes = {"a.lora_A.weight": (8, 96), "a.lora_B.weight": (200, 8), "b.weight": (33, 7)}

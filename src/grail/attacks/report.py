@@ -14,9 +14,9 @@ from grail.attacks.mia import (
     tpr_at_fpr,
 )
 from grail.attacks.relearn import recovery
-from grail.compare import markdown
 from grail.config import AttackConfig
 from grail.metrics import roc_auc
+from grail.tables import fixed_or_missing, markdown
 
 ORACLE, VANILLA = "oracle", "vanilla"
 
@@ -134,10 +134,9 @@ def _ordered(models) -> list[str]:
     return [ORACLE] + [m for m in models if m != ORACLE]
 
 
-def _f(value, digits: int = 1) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
+def _recovery_text(value: float | None) -> str:
+    """A recovery with two decimals, an en dash when the oracle and vanilla models leave nothing to recover."""
+    return fixed_or_missing(value, 2, missing="–")
 
 
 def _rules(thresholds: dict) -> str:
@@ -181,8 +180,8 @@ def attacks_markdown(summary: dict) -> str:
                   "same of the answer-token accuracy (100 - US).", ""]
         rows = [[name] + [f"{models[name]['curve'][k]['leak_rate']:.1f} ({models[name]['curve'][k]['US']:.1f})"
                           for k in steps]
-                + [_f(models[name]["recovery"][steps[-1]], 2), _f(worst_recovery(models[name]), 2),
-                   _f(models[name]["recovery_accuracy"][steps[-1]], 2)]
+                + [_recovery_text(models[name]["recovery"][steps[-1]]), _recovery_text(worst_recovery(models[name])),
+                   _recovery_text(models[name]["recovery_accuracy"][steps[-1]])]
                 for name in _ordered(models)]
         parts.append(markdown(["model"] + [f"@{k}" for k in steps]
                             + [f"recovery @{steps[-1]}", "worst recovery", f"accuracy recovery @{steps[-1]}"], rows))

@@ -29,9 +29,9 @@ from grail.attacks.precision import merged_copy, quantized_copy
 from grail.attacks.report import attacks_markdown, summarize
 from grail.batching import Encoded, encode_all
 from grail.data.examples import DataError, Example
-from grail.evaluation import generate, teacher_forced
 from grail.metrics import contains_span, rouge_l
 from grail.pipeline import GRAIL, ORACLE, Pipeline, unlearned_methods, weights_folder
+from grail.scoring import generate, teacher_forced
 
 REFERENCE_MODELS = ("oracle", "vanilla")
 Key = str | tuple[str, str]

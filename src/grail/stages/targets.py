@@ -21,7 +21,7 @@ from torch import nn
 from grail.batching import Encoded
 from grail.calibration import CALIBRATED_AUC, NeverSeen, calibration, never_seen
 from grail.config import UnlearnConfig
-from grail.evaluation import teacher_forced
+from grail.scoring import teacher_forced
 
 SCORE_BATCH = 32
 """Examples per forward pass when a target scores a domain's examples."""

@@ -1,5 +1,5 @@
-"""Naive implementations of stages 1 and 2, slow on purpose: what the tests check the real code against and
-what ``benchmarks/`` measures it against. Never used by the pipeline.
+"""Naive implementations of stages 1 and 2, slow on purpose: what the tests check the real code against (tests/ is on
+sys.path: pytest puts conftest.py's folder there) and what ``benchmarks/bench.py`` measures it against.
 
 - Stage 1: one backward per row (batch size 1), |g| read from each parameter's .grad.
 - Stage 2: the same rule as ``localize`` with the top-k index lists of each tensor turned into Python sets,
