@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from grail.config import PRESETS, ConfigError, LocalizeConfig, RunConfig, load_config
 from grail.data.examples import DataError
-from grail.methods import METHODS, TABLE_I
+from grail.methods import METHODS, SWEEP_K_RR, SWEEP_K_UR, TABLE_I
 from grail.threads import configure_threads
 
 if TYPE_CHECKING:  # grail.pipeline imports torch: only after configure_threads
@@ -77,8 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     general.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="lm-eval task names (with --general)")
     general.add_argument("--include-path", help="a folder of local lm-eval task YAMLs (with --general)")
     general.add_argument("--limit", type=int, help="examples per task (with --general)")
-    commands.choices["sweep"].add_argument("--k-ur", default="5,10,15,20", help="k_UR values (k_RR fixed)")
-    commands.choices["sweep"].add_argument("--k-rr", default="10,20,30,40", help="k_RR values (k_UR fixed)")
+    commands.choices["sweep"].add_argument("--k-ur", default=",".join(f"{k:g}" for k in SWEEP_K_UR),
+                                           help="k_UR values (k_RR fixed)")
+    commands.choices["sweep"].add_argument("--k-rr", default=",".join(f"{k:g}" for k in SWEEP_K_RR),
+                                           help="k_RR values (k_UR fixed)")
     audit_parser = commands.add_parser("audit", help="check that every frozen entry is bit-identical")
     audit_parser.add_argument("run", type=Path, help="a finished run folder")
     audit_parser.add_argument("--evidence", action="store_true",

@@ -9,13 +9,15 @@ from pathlib import Path
 
 from grail import io
 from grail.attacks.report import robustness_rows
+from grail.config import UnlearnConfig
 from grail.methods import ABLATIONS, STRATEGIES
+from grail.model_names import ModelName
 from grail.tables import csv_text, markdown
 
-REFERENCES = ("base", "vanilla")
+REFERENCES = (ModelName.BASE, ModelName.VANILLA)
 """Models that are not unlearning methods: never ranked, and a table holding only them is not written."""
 
-BUDGET = 1.25
+BUDGET: float = UnlearnConfig.utility_budget
 """Default utility budget: a method may raise the general-text perplexity to this many times vanilla's."""
 
 UTILITY_AVERAGES = ("US", "US_paraphrase", "RS", "RS_heldout", "HS")
@@ -102,7 +104,7 @@ def success_rows(scores: dict[str, dict], names: list[str]) -> tuple[list[str], 
     domains = _domains(scores)
     header = ["method", *(f"{d} {k}" for d in domains for k in ("US", "RS")), "avg. success"]
     rows = [[n, *(scores[n]["domains"][d][k] for d in domains for k in ("US", "RS")), scores[n]["average"]["success"]]
-            for n in ["vanilla", *names] if n in scores and "domains" in scores[n]]
+            for n in [ModelName.VANILLA, *names] if n in scores and "domains" in scores[n]]
     return header, rows
 
 
@@ -116,7 +118,7 @@ def utility_rows(scores: dict[str, dict], budget: float = BUDGET) -> tuple[list[
     its general-text PPL is within ``budget`` × vanilla's. Missing values are None."""
     header = ["model", *(f"avg. {k}" for k in UTILITY_AVERAGES), "general PPL", "PPL ratio to vanilla", "probe %",
               "MMLU acc %", "MMLU log-prob", "within budget"]
-    vanilla = scores.get("vanilla", {})
+    vanilla = scores.get(ModelName.VANILLA, {})
     rows = []
     for name in _ordered(scores):
         s = scores[name]
@@ -150,7 +152,7 @@ def ranking(scores: dict[str, dict], budget: float = BUDGET) -> dict[str, list[s
     """The methods within the budget by avg. HS, best first (ranking by HS alone would reward a model that broke:
     the budget keeps the comparison to models that still work), those outside it, and those without a general-text
     PPL to judge by; the latter two also by avg. HS."""
-    vanilla = scores.get("vanilla", {})
+    vanilla = scores.get(ModelName.VANILLA, {})
     methods = sorted((n for n in scores if n not in REFERENCES and "average" in scores[n]),
                      key=lambda n: -scores[n]["average"]["HS"])
     groups: dict[str, list[str]] = {"ranking_within_budget": [], "outside_budget": [], "budget_unknown": []}
@@ -163,7 +165,7 @@ def ranking(scores: dict[str, dict], budget: float = BUDGET) -> dict[str, list[s
 
 def ranking_markdown(scores: dict[str, dict], groups: dict[str, list[str]], budget: float = BUDGET) -> str:
     """ranking.md: the ranked methods, then those outside the budget and those it could not be checked for."""
-    vanilla = scores.get("vanilla", {})
+    vanilla = scores.get(ModelName.VANILLA, {})
 
     def rows(names: list[str], ranked: bool) -> list[list]:
         return [[str(i) if ranked else "-", n, scores[n]["average"]["HS"], _shown(ppl_ratio(scores[n], vanilla))]

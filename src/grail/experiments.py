@@ -29,7 +29,8 @@ from grail.evaluation import text_items
 from grail.figures import plot_jaccard, plot_pareto, plot_scatter, plot_sweep, top_sets
 from grail.general_eval import general_ability, task_manager
 from grail.methods import Method, get_method, sweep_methods
-from grail.pipeline import GRAIL, Masks, Phase, Pipeline, unlearned_methods, weights_folder
+from grail.model_names import ModelName
+from grail.pipeline import Masks, Phase, Pipeline, unlearned_methods, weights_folder
 from grail.stages.gradients import gradient_means
 from grail.stages.localize import flatten_masks, localize, memflex_frozen, memflex_selection
 
@@ -105,7 +106,7 @@ class Experiments:
     def unlearn_method(self, method: Method) -> None:
         """``method``'s unlearned model (GRAIL's is the pipeline's stage 3), trained unless the run holds it."""
         pipeline = self.pipeline
-        if method.name == GRAIL:
+        if method.name == ModelName.GRAIL:
             pipeline.stage3_unlearn()
             return
         target = pipeline.path(weights_folder(method.name))
@@ -154,7 +155,7 @@ class Experiments:
         forgetting (stored apart, as ``methods/<name>-budget<b>-<target>``; keyed by the method's own name here)."""
         pipeline = self.pipeline
         pipeline.run("unlearn")
-        scores = {"base": pipeline.evaluate_model("base"), "vanilla": pipeline.evaluate_model("vanilla")}
+        scores = {name: pipeline.evaluate_model(name) for name in (ModelName.BASE, ModelName.VANILLA)}
         for method in methods:
             stored = self.stored_method(method, utility_budget, target)
             self.unlearn_method(stored)
@@ -177,7 +178,7 @@ class Experiments:
         plot_scatter(scores, folder / "forget_vs_retain.png")
         plot_pareto(scores, folder / "pareto.png", budget)
         return write_comparison(folder, scores, budget, self.attack_summary(
-            [self.stored_method(m, utility_budget, target).name for m in methods if m.name != GRAIL])
+            [self.stored_method(m, utility_budget, target).name for m in methods if m.name != ModelName.GRAIL])
             if attacks else None)
 
     def attack_summary(self, methods: list[str]) -> dict | None:
@@ -198,7 +199,8 @@ class Experiments:
         loc = pipeline.config.localize
         methods = sweep_methods(k_ur, k_rr, loc.k_ur, loc.k_rr)
         # The setting at the run's own k_UR and k_RR is GRAIL itself: reuse it rather than train it again.
-        trained = [get_method(GRAIL) if m.localize == {"k_ur": loc.k_ur, "k_rr": loc.k_rr} else m for m in methods]
+        trained = [get_method(ModelName.GRAIL) if m.localize == {"k_ur": loc.k_ur, "k_rr": loc.k_rr} else m
+                   for m in methods]
         scores = self.method_scores(list({m.name: m for m in trained}.values()))
         swept = {m.name: scores[t.name] for m, t in zip(methods, trained)}
         plot_sweep(swept, pipeline.path("comparison/fig4_sweep.png"))
@@ -211,7 +213,8 @@ class Experiments:
         """lm-eval (or the probe, offline) on the vanilla model, GRAIL and every method in RUN/methods/ (Table II);
         writes evaluations/general_<model>.json and comparison/table2_general.{md,csv}."""
         pipeline = self.pipeline
-        models = ["vanilla"] + ([GRAIL] if io.exists(pipeline.path(weights_folder(GRAIL))) else [])
+        unlearned = io.exists(pipeline.path(weights_folder(ModelName.GRAIL)))
+        models = [ModelName.VANILLA] + ([ModelName.GRAIL] if unlearned else [])
         models += unlearned_methods(pipeline.folder)
         results: dict[str, dict] = {}
         manager = task_manager(include_path)

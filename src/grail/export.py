@@ -25,8 +25,9 @@ from typing import Any
 from grail import __version__, io
 from grail.config import RunConfig, build_config, read_yaml_mapping
 from grail.data.loaders import load_jsonl
+from grail.model_names import ModelName
 from grail.models import EMBEDDED_MODEL, TINY_MODEL, load_base, make_trainable
-from grail.pipeline import GRAIL, unlearned_methods, weights_folder
+from grail.pipeline import unlearned_methods, weights_folder
 from grail.report import calibration_table, mask_summary
 from grail.run_folder import RunFolderError
 from grail.stages.localize import unflatten_masks
@@ -50,7 +51,7 @@ def portable_base(config: RunConfig) -> str | None:
 
 def unlearned_models(run: Path) -> list[str]:
     """The methods of a run folder that have an unlearned model to export."""
-    return [GRAIL] * (run / weights_folder(GRAIL)).is_dir() + unlearned_methods(run)
+    return [ModelName.GRAIL] * (run / weights_folder(ModelName.GRAIL)).is_dir() + unlearned_methods(run)
 
 
 def _mask_summary(path: Path) -> dict[str, Any] | None:
@@ -64,7 +65,8 @@ def _run_facts(run: Path, method: str) -> dict[str, Any]:
     benchmark = load_jsonl(run / "data.jsonl")
     trained_on = benchmark.to_jsonl(trained_only=True)
     evaluations = {name: io.read_json(run / "evaluations" / f"{name}.json")
-                   for name in ("base", "vanilla", method) if (run / "evaluations" / f"{name}.json").is_file()}
+                   for name in (ModelName.BASE, ModelName.VANILLA, method)
+                   if (run / "evaluations" / f"{name}.json").is_file()}
     results = io.read_json(run / "results.json") if (run / "results.json").is_file() else {}
     attacks = io.read_json(run / "attacks.json") if (run / "attacks.json").is_file() else {}
     return {
@@ -73,14 +75,14 @@ def _run_facts(run: Path, method: str) -> dict[str, Any]:
                     | {"paraphrases": len(d.forget_paraphrases())} for d in benchmark.domains},
         "data_sha256": hashlib.sha256(trained_on.encode()).hexdigest(),
         "evaluations": evaluations,
-        "masks": _mask_summary(run / ("" if method == GRAIL else f"methods/{method}") / "masks.safetensors"),
-        "unlearning": results.get("unlearning") if method == GRAIL else None,
-        "audit": results.get("audit") if method == GRAIL else None,
+        "masks": _mask_summary(run / ("" if method == ModelName.GRAIL else f"methods/{method}") / "masks.safetensors"),
+        "unlearning": results.get("unlearning") if method == ModelName.GRAIL else None,
+        "audit": results.get("audit") if method == ModelName.GRAIL else None,
         "attacks": attacks.get("verdicts", {}).get(method),
     }
 
 
-def export_model(run: str | Path, out: str | Path, method: str = GRAIL, merged: bool = False,
+def export_model(run: str | Path, out: str | Path, method: str = ModelName.GRAIL, merged: bool = False,
                  base_model: str | None = None) -> dict[str, Any]:
     """Write the run's ``method`` model to ``out`` (see the module's docstring); returns the export's facts."""
     run, out = Path(run), Path(out)

@@ -13,6 +13,7 @@ import torch
 
 from grail import io
 from grail.compare import BUDGET, ppl_ratio
+from grail.model_names import ModelName
 from grail.stages.localize import top_k_mask
 
 LAYER = re.compile(r"layers\.(\d+)\.")
@@ -155,7 +156,7 @@ def plot_pareto(scores: dict[str, dict], path: Path, budget: float = BUDGET) -> 
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    vanilla = scores.get("vanilla", {})
+    vanilla = scores.get(ModelName.VANILLA, {})
     every = {n: ppl_ratio(s, vanilla) for n, s in scores.items() if "average" in s}
     ratios = {n: r for n, r in every.items() if r is not None}
     if not ratios:
@@ -167,8 +168,9 @@ def plot_pareto(scores: dict[str, dict], path: Path, budget: float = BUDGET) -> 
         collapsed = name not in finite
         x, average = (edge if collapsed else ratio), scores[name]["average"]
         points = ax.scatter(x, average["US"], c=[average["RS"]], cmap="viridis", vmin=0, vmax=100, zorder=3,
-                            s=90 if name == "vanilla" else 45, marker="*" if name == "vanilla" else "X" if collapsed
-                            else "o", edgecolors="k", linewidths=0.6)
+                            s=90 if name == ModelName.VANILLA else 45,
+                            marker="*" if name == ModelName.VANILLA else "X" if collapsed else "o", edgecolors="k",
+                            linewidths=0.6)
         ax.annotate(f"{name} (collapsed)" if collapsed else name, (x, average["US"]), fontsize=8, xytext=(4, 3),
                     textcoords="offset points", ha="right" if collapsed else "left")
     front = pareto_front({n: (r, scores[n]["average"]["US"]) for n, r in finite.items()})
@@ -206,7 +208,7 @@ def plot_relearning(relearn: dict[str, dict], path: Path) -> None:
     for column, (domain, models) in enumerate(relearn.items()):
         for name, row in models.items():
             steps = [int(k) for k in row["curve"]]
-            style = {"linestyle": "--", "color": "k"} if name == "oracle" else {}
+            style = {"linestyle": "--", "color": "k"} if name == ModelName.ORACLE else {}
             axes[0][column].plot(steps, [v["leak_rate"] for v in row["curve"].values()], marker="o", label=name,
                                  **style)
             axes[1][column].plot(steps, [100 - v["US"] for v in row["curve"].values()], marker="o", **style)

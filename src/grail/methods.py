@@ -100,8 +100,14 @@ ABLATIONS = ["grail", "grail-no-op-ur", "grail-no-op-rr", "grail-no-both"]
 STRATEGIES = ["only-privacy", "sequential-p-c", "only-copyright", "sequential-c-p", "combined-no-overlap", "grail"]
 
 
-def sweep_methods(k_ur: list[float], k_rr: list[float], fixed_ur: float = 10.0,
-                  fixed_rr: float = 20.0) -> list[Method]:
+SWEEP_K_UR = (5.0, 10.0, 15.0, 20.0)
+"""``grail sweep``'s k_UR values (%), k_RR fixed at the run's (the paper's Fig. 4)."""
+SWEEP_K_RR = (10.0, 20.0, 30.0, 40.0)
+"""``grail sweep``'s k_RR values (%), k_UR fixed at the run's."""
+
+
+def sweep_methods(k_ur: list[float], k_rr: list[float], fixed_ur: float = LocalizeConfig.k_ur,
+                  fixed_rr: float = LocalizeConfig.k_rr) -> list[Method]:
     """GRAIL at each k_UR (k_RR fixed) and each k_RR (k_UR fixed), as in the paper's Fig. 4."""
     return ([Method(f"grail-kur-{k:g}", f"GRAIL, k_UR = {k:g} %", masks="grail",
                     localize={"k_ur": k, "k_rr": fixed_rr}) for k in k_ur]

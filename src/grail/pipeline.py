@@ -42,6 +42,7 @@ from grail.config import ConfigError, LocalizeConfig, RunConfig, UnlearnConfig
 from grail.data.examples import PARAPHRASE_SET
 from grail.data.sources import load_benchmark
 from grail.evaluation import evaluate, utility_check_ppl
+from grail.model_names import ModelName
 from grail.models import (
     base_weights,
     cache_dir,
@@ -66,13 +67,6 @@ from grail.stages.unlearn import UpdateMasks, unlearn
 from grail.training import LOOP_VERSION
 
 STAGES = ("finetune", "localize", "unlearn", "evaluate")
-GRAIL = "grail"
-"""GRAIL's unlearned model, by one name: in results.json, evaluations/, the comparison tables and in code (its
-weights are RUN/adapter_unlearned)."""
-
-ORACLE = "oracle"
-"""The model that never saw the forget sets (``grail attack``'s reference; weights RUN/adapter_oracle)."""
-
 Masks = dict[str, dict[str, torch.Tensor]]
 
 
@@ -100,9 +94,9 @@ def unlearned_methods(folder: Path) -> list[str]:
 
 def weights_folder(model: str) -> str:
     """Where a model's trained weights are, relative to the run folder."""
-    if model in ("vanilla", ORACLE):
+    if model in (ModelName.VANILLA, ModelName.ORACLE):
         return f"adapter_{model}"
-    return "adapter_unlearned" if model == GRAIL else f"methods/{model}/adapter_unlearned"
+    return "adapter_unlearned" if model == ModelName.GRAIL else f"methods/{model}/adapter_unlearned"
 
 
 class Pipeline:
@@ -136,20 +130,20 @@ class Pipeline:
     # ---- stage 0: the vanilla model (and the oracle) ------------------------------------------------------
     def stage0_vanilla(self) -> None:
         """The vanilla model: the user's adapter, a cached one of the same config and data, or fine-tune now."""
-        target = self.path(weights_folder("vanilla"))
+        target = self.path(weights_folder(ModelName.VANILLA))
         if self.config.finetune.adapter_path and not io.exists(target):
             with io.staged_dir(target) as tmp:  # a copy: the user's adapter is never written to
                 save_trainable(self.model, tmp)
             return
-        self._fine_tune("vanilla", self.memorised_sets())
+        self._fine_tune(ModelName.VANILLA, self.memorised_sets())
 
     def stage0_oracle(self) -> None:
         """The oracle: stage 0 on every set but the forget sets (and their paraphrases), same config and seed.
         It never saw what is to be forgotten: what exact unlearning (retraining without it) gives."""
-        if self.config.finetune.adapter_path and not io.exists(self.path(weights_folder(ORACLE))):
+        if self.config.finetune.adapter_path and not io.exists(self.path(weights_folder(ModelName.ORACLE))):
             raise ConfigError("the oracle is stage 0 without the forget sets, but this run brought its vanilla model "
                               "(finetune.adapter_path) and grail does not know what it was trained on")
-        self._fine_tune(ORACLE, {name: items for name, items in self.memorised_sets().items()
+        self._fine_tune(ModelName.ORACLE, {name: items for name, items in self.memorised_sets().items()
                                  if name.split("/")[-1] not in ("forget", PARAPHRASE_SET)})
 
     def _fine_tune(self, name: str, sets: dict[str, list[Encoded]]) -> None:
@@ -158,7 +152,7 @@ class Pipeline:
         target = self.path(weights_folder(name))
         if io.exists(target):
             return
-        started, step = time.time(), "stage0_finetune" if name == "vanilla" else f"stage0_{name}"
+        started, step = time.time(), "stage0_finetune" if name == ModelName.VANILLA else f"stage0_{name}"
         # Keyed by the data's content too: the same data config can name different data (an edited JSONL file), and
         # the same replay count other instructions (another grail version's list).
         key = (f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{self.run_folder.data_hash}"
@@ -173,7 +167,7 @@ class Pipeline:
             return
         model = self.use_initial_weights()
         replay = self.general_replay if self.config.finetune.replay_weight else None
-        checkpoints = self.path("checkpoints/finetune" + ("" if name == "vanilla" else f"_{name}"))
+        checkpoints = self.path("checkpoints/finetune" + ("" if name == ModelName.VANILLA else f"_{name}"))
         log = finetune(model, sets, self.config.finetune, pad_id=self.tokenizer.pad_token_id,
                        seed=self.config.seed, checkpoint_dir=checkpoints,
                        fingerprint=key, device=self.device, progress=self.progress,
@@ -229,13 +223,13 @@ class Pipeline:
     def stage3_unlearn(self) -> Path:
         """GRAIL's unlearned model: every domain at once, F from stage 2, the run's unlearn config."""
         masks = self.stage2_masks()
-        target = self.path(weights_folder(GRAIL))
+        target = self.path(weights_folder(ModelName.GRAIL))
         if io.exists(target):
             return target
         encoded, domains = self.encoded(), self.benchmark.domain_names
-        phase = Phase(GRAIL, {d: encoded["forget"][d] for d in domains}, {d: encoded["retain"][d] for d in domains},
-                      masks, "checkpoints/unlearn")
-        self.unlearn_from_vanilla(GRAIL, [phase], self.config.unlearn, self.config.localize)
+        phase = Phase(ModelName.GRAIL, {d: encoded["forget"][d] for d in domains},
+                      {d: encoded["retain"][d] for d in domains}, masks, "checkpoints/unlearn")
+        self.unlearn_from_vanilla(ModelName.GRAIL, [phase], self.config.unlearn, self.config.localize)
         return target
 
     def unlearn_from_vanilla(self, name: str, phases: list[Phase], unlearn_cfg: UnlearnConfig,
@@ -274,15 +268,16 @@ class Pipeline:
         with io.staged_dir(self.path(weights_folder(name))) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
-        self.run_folder.record_time("stage3_unlearn" if name == GRAIL else f"unlearn_{name}", time.time() - started)
+        step = "stage3_unlearn" if name == ModelName.GRAIL else f"unlearn_{name}"
+        self.run_folder.record_time(step, time.time() - started)
 
     def _oracle_log_probs(self, model: nn.Module) -> Callable[[list[Encoded]], dict[Encoded, torch.Tensor]]:
         """A function: per example, its answer tokens' log-probabilities under the oracle (trained now if the run
         has none), computed with the oracle's weights swapped into ``model`` and its own weights put back."""
-        if not io.exists(self.path(weights_folder(ORACLE))):
+        if not io.exists(self.path(weights_folder(ModelName.ORACLE))):
             with swapped_trainable(model, trainable_state(model)):  # stage 0 trains in the same model
                 self.stage0_oracle()
-        oracle = read_trainable_file(self.path(weights_folder(ORACLE)))
+        oracle = read_trainable_file(self.path(weights_folder(ModelName.ORACLE)))
 
         @torch.no_grad()
         def log_probs(items: list[Encoded]) -> dict[Encoded, torch.Tensor]:
@@ -300,7 +295,7 @@ class Pipeline:
         def compute() -> dict:
             # the base model never saw the data: what forgetting can honestly aim for; scored teacher-forced only
             # (generation is the slow part of an evaluation, and a model that never saw the data leaks nothing)
-            base = name == "base"
+            base = name == ModelName.BASE
             references = self._never_seen  # with the vanilla weights: before this model's are loaded
             with base_weights(self.model) if base else nullcontext(self.use_weights(weights_folder(name))) as model:
                 scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format,
@@ -322,14 +317,14 @@ class Pipeline:
     @cached_property
     def _never_seen(self) -> dict[str, NeverSeen]:
         """Each domain's never-seen reference (``calibration.py``), made with the vanilla model, as stage 3's is."""
-        model = self.use_weights(weights_folder("vanilla"))
+        model = self.use_weights(weights_folder(ModelName.VANILLA))
         forget, holdout = self.encoded()["forget"], self.encoded_holdout()
         return {d: never_seen(model, d, forget[d], holdout[d], self.tokenizer.pad_token_id,
                               self.config.evaluate.batch_size, self.device) for d in forget}
 
     def results(self) -> dict:
         """RUN/results.json and RUN/report.md: every model's scores, the masks, stage 3's log, the audit."""
-        evaluations = {name: self.evaluate_model(name) for name in ("base", "vanilla", GRAIL)}
+        evaluations = {name: self.evaluate_model(name) for name in (ModelName.BASE, ModelName.VANILLA, ModelName.GRAIL)}
         unlearn_log = io.read_json(self.path("adapter_unlearned/training_log.json"))
         document = results_document(self.config, evaluations, self.stage2_masks(), unlearn_log,
                                     audit(self.folder), io.read_json(self.run_folder.timings_file))

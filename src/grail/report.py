@@ -9,6 +9,7 @@ import torch
 from grail import __version__, io
 from grail.config import RunConfig
 from grail.data.examples import HELDOUT_SCOPE
+from grail.model_names import ModelName
 from grail.tables import fixed
 
 
@@ -23,13 +24,13 @@ def results_document(config: RunConfig, evaluations: dict[str, dict], masks: dic
     return {
         "grail_version": __version__,
         "model": config.model.name,
-        "domains": list(evaluations["vanilla"]["domains"]),
+        "domains": list(evaluations[ModelName.VANILLA]["domains"]),
         "config_fingerprint": config.fingerprint(),
         "models": evaluations,
         "masks": mask_summary(masks),
         "unlearning": {"epochs": len(unlearn_log), "stop": unlearn_log[-1].get("stop") if unlearn_log else None,
                        "target": config.unlearn.target,
-                       "domain_stops": domain_stops(unlearn_log, list(evaluations["vanilla"]["domains"])),
+                       "domain_stops": domain_stops(unlearn_log, list(evaluations[ModelName.VANILLA]["domains"])),
                        "history": unlearn_log},
         "audit": audit_result,
         "timings_s": timings,
@@ -80,7 +81,7 @@ def calibration_table(document: dict) -> str:
         for domain, s in scores.get("domains", {}).items():
             c = s.get("calibration")
             if c:
-                stop = stops.get(domain, "") if model == "grail" else ""
+                stop = stops.get(domain, "") if model == ModelName.GRAIL else ""
                 lines.append(f"| {model} | {domain} | {c['reference']} | {fixed(c['US'], 1)} | "
                              f"{fixed(c['US_reference'], 1)} | {c['gap']:+.1f} | {fixed(c.get('US_vanilla'), 1)} | "
                              f"{fixed(c['US_base'], 1)} | {fixed(c['auc'])} | {fixed(c.get('auc_vanilla'))} | "

@@ -16,16 +16,15 @@ from grail.attacks.mia import (
 from grail.attacks.relearn import recovery
 from grail.config import AttackConfig
 from grail.metrics import roc_auc
+from grail.model_names import ModelName
 from grail.tables import fixed_or_missing, markdown
-
-ORACLE, VANILLA = "oracle", "vanilla"
 
 
 def mia_summary(reports: dict[str, dict], config: AttackConfig, seed: int) -> dict:
     """{domain: {model: {score: {auc, auc_ci, tpr, tpr_ci, privleak}, forget_quality, auc_in_oracle_ci}}}."""
     out: dict[str, dict] = {}
-    for domain in reports[ORACLE]["mia"]:
-        oracle = reports[ORACLE]["mia"][domain]
+    for domain in reports[ModelName.ORACLE]["mia"]:
+        oracle = reports[ModelName.ORACLE]["mia"][domain]
         out[domain] = {}
         oracle_auc = {k: roc_auc(oracle["forget"][k], oracle["holdout"][k]) for k in MIA_SCORES}
         for name, report in reports.items():
@@ -45,13 +44,13 @@ def mia_summary(reports: dict[str, dict], config: AttackConfig, seed: int) -> di
             # the forget losses are minus the LOSS score (the mean answer-token log-probability)
             row["forget_quality"] = forget_quality([-x for x in sets["forget"]["loss"]],
                                                    [-x for x in oracle["forget"]["loss"]])
-            if name == VANILLA:  # the calibrated stop's reference (calibration.py) judged by the oracle
+            if name == ModelName.VANILLA:  # the calibrated stop's reference (calibration.py) judged by the oracle
                 row["holdout_vs_oracle_forget"] = forget_quality([-x for x in sets["holdout"]["loss"]],
                                                                  [-x for x in oracle["forget"]["loss"]])
             out[domain][name] = row
         for row in out[domain].values():
-            row["auc_in_oracle_ci"] = all(out[domain][ORACLE][k]["auc_ci"][0] <= row[k]["auc"]
-                                          <= out[domain][ORACLE][k]["auc_ci"][1] for k in MIA_SCORES)
+            row["auc_in_oracle_ci"] = all(out[domain][ModelName.ORACLE][k]["auc_ci"][0] <= row[k]["auc"]
+                                          <= out[domain][ModelName.ORACLE][k]["auc_ci"][1] for k in MIA_SCORES)
     return out
 
 
@@ -59,11 +58,11 @@ def relearn_summary(reports: dict[str, dict]) -> dict:
     """{domain: {model: {"curve": {k: {US, leak_rate}}, "recovery": {k: value or None},
     "recovery_accuracy": {k: ...}}}}: recovery of the leak rate (the verdict's) and of the answer-token accuracy
     (100 - US, which moves before whole answers come back)."""
-    steps = list(reports[ORACLE]["relearn"])
+    steps = list(reports[ModelName.ORACLE]["relearn"])
     out: dict[str, dict] = {}
-    for domain in reports[ORACLE]["relearn"][steps[0]]:
-        vanilla = reports[VANILLA]["relearn"][steps[0]][domain]
-        oracle = {k: reports[ORACLE]["relearn"][k][domain] for k in steps}
+    for domain in reports[ModelName.ORACLE]["relearn"][steps[0]]:
+        vanilla = reports[ModelName.VANILLA]["relearn"][steps[0]][domain]
+        oracle = {k: reports[ModelName.ORACLE]["relearn"][k][domain] for k in steps}
         out[domain] = {}
         for name, report in reports.items():
             curve = {k: {m: report["relearn"][k][domain][m] for m in ("US", "leak_rate")} for k in steps}
@@ -80,7 +79,7 @@ def _against_oracle(reports: dict[str, dict], attack: str) -> dict:
     """{domain: {model: {variant: {US, leak_rate, ..., excess}}}} for ``precision`` or ``prompts`` (each report:
     {domain: {variant: scores}}; models without that attack are left out); ``excess`` = the leak rate minus the
     oracle's under the same variant."""
-    oracle = reports[ORACLE][attack]
+    oracle = reports[ModelName.ORACLE][attack]
     return {domain: {name: {v: {**{k: x for k, x in s.items() if k not in ("leaks", "n")},
                                 "excess": s["leak_rate"] - oracle[domain][v]["leak_rate"]}
                             for v, s in report[attack][domain].items()}
@@ -131,7 +130,7 @@ def summarize(reports: dict[str, dict], config: AttackConfig, seed: int) -> dict
 
 # ---- attacks.md -------------------------------------------------------------------------------------------
 def _ordered(models) -> list[str]:
-    return [ORACLE] + [m for m in models if m != ORACLE]
+    return [ModelName.ORACLE] + [m for m in models if m != ModelName.ORACLE]
 
 
 def _recovery_text(value: float | None) -> str:
@@ -168,12 +167,13 @@ def attacks_markdown(summary: dict) -> str:
         parts.append(markdown(["model", "AUC LOSS", "AUC zlib", "AUC Min-K%", "AUC Min-K%++", "TPR@FPR (Min-K%++)",
                              "PrivLeak (LOSS)", "PrivLeak (Min-K%++)", "forget quality", "every AUC in oracle's CI"],
                             rows))
-        if "holdout_vs_oracle_forget" in models.get(VANILLA, {}):
+        if "holdout_vs_oracle_forget" in models.get(ModelName.VANILLA, {}):
+            reference = models[ModelName.VANILLA]["holdout_vs_oracle_forget"]
             parts += ["", "The calibrated stop's reference, the holdout under the vanilla model, against the oracle's "
-                      f"forget losses: KS p {models[VANILLA]['holdout_vs_oracle_forget']:.3g} (at least 0.05: the "
-                      "reference is where a model that never saw the forget set stands towards it)."]
+                      f"forget losses: KS p {reference:.3g} (at least 0.05: the reference is where a model that never "
+                      "saw the forget set stands towards it)."]
     for domain, models in summary["relearn"].items():
-        steps = list(models[ORACLE]["curve"])
+        steps = list(models[ModelName.ORACLE]["curve"])
         parts += ["", f"## Relearning: {domain}", "",
                   "Leak rate % (US) on the measured half V after k steps of fine-tuning on the other half T; "
                   "recovery = (leak(model, k) - leak(oracle, k)) / (leak(vanilla, 0) - leak(oracle, k)), and the "
@@ -187,7 +187,7 @@ def attacks_markdown(summary: dict) -> str:
                             + [f"recovery @{steps[-1]}", "worst recovery", f"accuracy recovery @{steps[-1]}"], rows))
     for attack, title in (("precision", "Precision"), ("prompts", "Prompt attacks")):
         for domain, models in summary[attack].items():
-            variants = list(models[ORACLE])
+            variants = list(models[ModelName.ORACLE])
             parts += ["", f"## {title}: {domain}", "", "Leak rate % (US in parentheses)" + (
                 "; the vanilla model is left out (never unlearned)" if attack == "precision" else "") + (
                 "; prefix completion: leak rate, ROUGE-L recall / VerbMem" if "prefix_completion" in variants else "")

@@ -30,10 +30,11 @@ from grail.attacks.report import attacks_markdown, summarize
 from grail.batching import Encoded, encode_all
 from grail.data.examples import DataError, Example
 from grail.metrics import contains_span, rouge_l
-from grail.pipeline import GRAIL, ORACLE, Pipeline, unlearned_methods, weights_folder
+from grail.model_names import ModelName
+from grail.pipeline import Pipeline, unlearned_methods, weights_folder
 from grail.scoring import generate, teacher_forced
 
-REFERENCE_MODELS = ("oracle", "vanilla")
+REFERENCE_MODELS = (ModelName.ORACLE, ModelName.VANILLA)
 Key = str | tuple[str, str]
 """A scored set: a domain, or (domain, prompt attack)."""
 
@@ -66,15 +67,15 @@ class Attacks:
             raise DataError(f"--methods: {unknown} not in {self.pipeline.folder / 'methods'} (present: {present}); "
                             "train them with grail compare first")
         names = [*REFERENCE_MODELS]
-        if io.exists(self.pipeline.path(weights_folder(GRAIL))):
-            names.append(GRAIL)
+        if io.exists(self.pipeline.path(weights_folder(ModelName.GRAIL))):
+            names.append(ModelName.GRAIL)
         return names + (present if methods is None else [m for m in present if m in methods])
 
     def run(self, methods: list[str] | None = None) -> dict:
         """Attack every model (reusing what the folder holds) and write attacks.json, attacks.md and the figure."""
         names = self.models(methods)
         self.pipeline.stage0_oracle()
-        self.pipeline.evaluate_model(ORACLE)
+        self.pipeline.evaluate_model(ModelName.ORACLE)
         reports = {name: self.model_report(name) for name in names}
         summary = summarize(reports, self.config.attack, self.config.seed)
         summary["scores"] = {name: self.pipeline.evaluate_model(name)["average"] for name in names}
@@ -102,7 +103,7 @@ class Attacks:
         """One model's raw results: {attack: result, "seconds": {attack: s}}, each attack's stored in
         RUN/attacks/<name>/<attack>.json (computed once, so an interrupted attack resumes)."""
         plan = ["mia", "precision", "prompts", "relearn"]  # relearning last: it trains the model
-        if name == "vanilla":  # never unlearned: rounding cannot bring back what it still knows
+        if name == ModelName.VANILLA:  # never unlearned: rounding cannot bring back what it still knows
             plan.remove("precision")
         stored = {a: self.pipeline.path(f"attacks/{name}/{a}.json") for a in plan}
         done = {a: io.read_json(path) for a, path in stored.items() if io.exists(path)}
