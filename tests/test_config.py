@@ -141,3 +141,15 @@ def test_a_method_with_a_bad_override_fails_when_it_is_registered(overrides, mes
 
     with pytest.raises(ConfigError, match=f"method 'broken': {message}"):
         Method("broken", "a method with a bad override", **overrides)
+
+
+def test_a_removed_field_loads_at_its_old_default_and_is_refused_otherwise():
+    """An older run folder's config.yaml names every field of its day: at the value that meant "off" it still loads
+    (with a warning); at any other value the config would ask for what no longer exists."""
+    from grail.config import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match="localize.protect_general: removed"):
+        config = build_config({"localize": {"protect_general": False, "k_ur": 5.0}})
+    assert config.localize.k_ur == 5.0 and "protect_general" not in config.to_dict()["localize"]
+    with pytest.raises(ConfigError, match="localize.protect_general: removed .*delete it from the config"):
+        build_config({"localize": {"protect_general": True}})

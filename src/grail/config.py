@@ -168,8 +168,8 @@ class DataConfig(_Section):
     """Built-in benchmark: number of fictitious books (copyright domain)."""
     general_replay: int = 48
     """General replay data: the base model's own greedy answers to this many general instructions (self-generated
-    rehearsal; ``grail/replay.py``), for stage 0 (``finetune.replay_weight``), stage 3
-    (``unlearn.general_weight``) and localization (``localize.protect_general``)."""
+    rehearsal; ``grail/replay.py``), for stage 0 (``finetune.replay_weight``) and stage 3
+    (``unlearn.general_weight``)."""
 
     def _ranges(self) -> list[tuple[bool, str, str]]:
         return [
@@ -282,9 +282,6 @@ class LocalizeConfig(_Section):
     """Freeze OP-UR (False: the ablation without it)."""
     use_op_rr: bool = True
     """Freeze OP-RR (False: the ablation without it)."""
-    protect_general: bool = False
-    """Beyond the paper: the general replay data counts as one more retain dataset in OP-UR's retain union, so
-    entries important both to forgetting and to general ability are frozen too (needs data.general_replay)."""
     memflex_mu: float = 0.92
     """Memflex baseline: a tensor trains iff cosine(G_forget, G_retain) < memflex_mu ..."""
     memflex_sigma: float = 6e-4
@@ -557,10 +554,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_type(self.seed, int, "seed")
-        uses_replay = self.finetune.replay_weight or self.unlearn.general_weight or self.localize.protect_general
+        uses_replay = self.finetune.replay_weight or self.unlearn.general_weight
         if uses_replay and not self.data.general_replay:
-            raise ConfigError("data.general_replay must be > 0 when finetune.replay_weight, unlearn.general_weight "
-                              "or localize.protect_general use it")
+            raise ConfigError("data.general_replay must be > 0 when finetune.replay_weight or unlearn.general_weight "
+                              "use it")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -637,9 +634,23 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+REMOVED_FIELDS: dict[str, tuple[Any, str]] = {
+    "localize.protect_general": (False, "the replay data in OP-UR's retain union froze one point more of the entries "
+                                        "and changed forgetting by less than seed noise (docs/design.md)"),
+}
+"""Fields earlier versions had: {where: (the value that meant "off", why it went)}. A config (an older run folder's
+config.yaml) that has one at that value loads with a warning; any other value is an error that says why."""
+
+
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    for key in [k for k in data if f"{where}.{k}" in REMOVED_FIELDS]:
+        off, why = REMOVED_FIELDS[f"{where}.{key}"]
+        if data[key] != off:
+            raise ConfigError(f"{where}.{key}: removed ({why}); delete it from the config")
+        warnings.warn(f"{where}.{key}: removed ({why}); ignored at {off!r}", ConfigWarning, stacklevel=2)
+        data = {k: v for k, v in data.items() if k != key}
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING

@@ -61,7 +61,7 @@ from grail.report import results_document, write_report
 from grail.run_folder import RunFolder
 from grail.stages.finetune import finetune
 from grail.stages.gradients import importance, importance_by_dataset
-from grail.stages.localize import GENERAL_DATASET, Localizer, flatten_masks, localize, unflatten_masks
+from grail.stages.localize import Localizer, flatten_masks, localize, unflatten_masks
 from grail.stages.objectives import TopK, reference_log_probs, topk_reference
 from grail.stages.unlearn import UpdateMasks, unlearn
 from grail.training import LOOP_VERSION
@@ -380,13 +380,9 @@ class Pipeline:
                 for d in self.benchmark.domains}
 
     def datasets(self) -> dict[str, list[Encoded]]:
-        """{"<domain>/<scope>": encoded examples}, the paper's D_x (and ``general/retain``, the replay data, when
-        localization protects general ability)."""
+        """{"<domain>/<scope>": encoded examples}, the paper's D_x."""
         enc = self.encoded()
-        sets = {f"{d}/{s}": enc[s][d] for d in self.benchmark.domain_names for s in ("forget", "retain")}
-        if self.config.localize.protect_general:
-            sets[GENERAL_DATASET] = list(self.general_replay)
-        return sets
+        return {f"{d}/{s}": enc[s][d] for d in self.benchmark.domain_names for s in ("forget", "retain")}
 
     def memorised_sets(self) -> dict[str, list[Encoded]]:
         """{"<domain>/<set>": encoded examples} of every set the vanilla model learns: the D_x and what only

@@ -6,8 +6,6 @@ dataset D_x, k relative to the tensor's size, so every tensor contributes in pro
   entries important both to what must go and to what must stay.
 - OP-RR = intersection over domains of T_kRR(retain): entries every domain's retention relies on.
 - F (frozen) = OP-UR | OP-RR (either may be switched off for the ablations).
-Beyond the paper (``protect_general``): general replay data (``general/retain``) joins the retain union of
-OP-UR, so entries important both to forgetting and to what the model knows otherwise are frozen too.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import torch
 from grail.config import LocalizeConfig
 
 MASK_KINDS = ("op_ur", "op_rr", "frozen")
-GENERAL_DATASET = "general/retain"
 
 
 def top_k_mask(scores: torch.Tensor, percent: float) -> torch.Tensor:
@@ -46,25 +43,22 @@ class Localizer:
         self.seen: set[str] = set()
 
     def add(self, dataset: str, scores: dict[str, torch.Tensor]) -> None:
-        """Take ``<domain>/<forget|retain>``'s (or ``general/retain``'s) importance scores into the running sets."""
+        """Take ``<domain>/<forget|retain>``'s importance scores into the running sets."""
         domain, scope = dataset.rsplit("/", 1)
-        general = dataset == GENERAL_DATASET and self.config.protect_general
-        if not general and (domain not in self.domains or scope not in ("forget", "retain")):
+        if domain not in self.domains or scope not in ("forget", "retain"):
             return
         self.seen.add(dataset)
         for name, tensor in scores.items():
             top_ur = top_k_mask(tensor, self.config.k_ur)
             union = self.forget_any if scope == "forget" else self.retain_any
             union[name] = union[name] | top_ur if name in union else top_ur
-            if scope == "retain" and not general:
+            if scope == "retain":
                 top_rr = top_k_mask(tensor, self.config.k_rr)
                 self.retain_all[name] = self.retain_all[name] & top_rr if name in self.retain_all else top_rr
 
     def masks(self) -> dict[str, dict[str, torch.Tensor]]:
         """{"op_ur" | "op_rr" | "frozen": {parameter name: bool mask}}."""
         needed = {f"{d}/{s}" for d in self.domains for s in ("forget", "retain")}
-        if self.config.protect_general:
-            needed.add(GENERAL_DATASET)
         missing = sorted(needed - self.seen)
         if missing:
             raise ValueError(f"localization needs the importance of every dataset; missing: {missing}")
