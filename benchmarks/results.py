@@ -166,6 +166,30 @@ class Seeds:
 
 
 # ---- the sections -----------------------------------------------------------------------------------------------
+def default_summary(seeds: Seeds) -> str:
+    """GRAIL's forgetting beside what it keeps, over the seeds, in one paragraph."""
+    grail = seeds.seeds
+    us = [v for s in grail for v in seeds.scores(s, "grail", "US")]
+    never = [v for s in grail for v in seeds.calibration(s, "grail", "US_reference")]
+    auc = [v for s in grail for v in seeds.calibration(s, "grail", "auc") if v is not None]
+    rs = [v for s in grail for v in seeds.scores(s, "grail", "RS")]
+    held = [v for s in grail for v in seeds.scores(s, "grail", "RS_heldout")]
+    held_gap = [v - g for s in grail for v, g in zip(seeds.scores(s, "vanilla", "RS_heldout"),
+                                                        seeds.scores(s, "grail", "RS_heldout"))]
+    leak = [v for s in grail for v in seeds.scores(s, "grail", "leak_rate")]
+    ratio = [seeds.ppl_ratio(s, "grail") for s in grail]
+    probe = [seeds.general(s, "grail")["probe_accuracy"] - seeds.general(s, "vanilla")["probe_accuracy"] for s in grail]
+    mmlu = [seeds.general(s, "grail")["mmlu_logprob"] - seeds.general(s, "vanilla")["mmlu_logprob"] for s in grail]
+    epochs = [seeds.results[s]["unlearning"]["epochs"] for s in grail]
+    audits = sum(bool(seeds.results[s]["audit"]["ok"]) for s in grail)
+    return " ".join(f"""GRAIL's US is {_span(us)} where the holdout's under the same model is {_span(never)}, the
+forget set's AUC against it {_span(auc, 2)} and the leak rate {_span(leak)} %. What it still knows: RS {_span(rs)},
+RS on held-out facts {_span(held)} ({_span(held_gap)} points below the vanilla model's), general-text perplexity
+× {_span(ratio, 2)} of the vanilla model's, the probe {_signed_span(probe)} points and the MMLU right-answer
+log-probability {_signed_span(mmlu, 2)} against the vanilla model's. Stage 3 took {_span(epochs, 0)} epochs;
+`grail audit` passed on {audits} of {len(grail)} runs (every frozen entry bit-identical).""".split())
+
+
 def default_section(seeds: Seeds) -> str:
     names = DOMAINS_SEP.join(seeds.domains)
     rows = []
@@ -183,26 +207,6 @@ def default_section(seeds: Seeds) -> str:
     table = _table(["seed", "model", f"US ({names})", "never-seen US", "AUC vs never-seen", "US paraphrased", "RS",
                     "RS held-out", "leak %", "general PPL (× vanilla)", "probe %", "MMLU log-prob", "stage 3 stop"],
                    rows)
-    grail = seeds.seeds
-    us = [v for s in grail for v in seeds.scores(s, "grail", "US")]
-    never = [v for s in grail for v in seeds.calibration(s, "grail", "US_reference")]
-    auc = [v for s in grail for v in seeds.calibration(s, "grail", "auc") if v is not None]
-    rs = [v for s in grail for v in seeds.scores(s, "grail", "RS")]
-    held = [v for s in grail for v in seeds.scores(s, "grail", "RS_heldout")]
-    held_gap = [v - g for s in grail for v, g in zip(seeds.scores(s, "vanilla", "RS_heldout"),
-                                                        seeds.scores(s, "grail", "RS_heldout"))]
-    leak = [v for s in grail for v in seeds.scores(s, "grail", "leak_rate")]
-    ratio = [seeds.ppl_ratio(s, "grail") for s in grail]
-    probe = [seeds.general(s, "grail")["probe_accuracy"] - seeds.general(s, "vanilla")["probe_accuracy"] for s in grail]
-    mmlu = [seeds.general(s, "grail")["mmlu_logprob"] - seeds.general(s, "vanilla")["mmlu_logprob"] for s in grail]
-    epochs = [seeds.results[s]["unlearning"]["epochs"] for s in grail]
-    audits = sum(bool(seeds.results[s]["audit"]["ok"]) for s in grail)
-    summary = _prose(f"""GRAIL's US is {_span(us)} where the holdout's under the same model is {_span(never)}, the
-forget set's AUC against it {_span(auc, 2)} and the leak rate {_span(leak)} %. What it still knows: RS {_span(rs)},
-RS on held-out facts {_span(held)} ({_span(held_gap)} points below the vanilla model's), general-text perplexity
-× {_span(ratio, 2)} of the vanilla model's, the probe {_signed_span(probe)} points and the MMLU right-answer
-log-probability {_signed_span(mmlu, 2)} against the vanilla model's. Stage 3 took {_span(epochs, 0)} epochs;
-`grail audit` passed on {audits} of {len(grail)} runs (every frozen entry bit-identical).""")
     return f"""## The default over seeds
 
 `grail run --config seedN.yaml --out runs/results/seedN` (`seedN.yaml`: `seed: N`; everything else the default).
@@ -210,7 +214,7 @@ log-probability {_signed_span(mmlu, 2)} against the vanilla model's. Stage 3 too
 the same model (0.5: as unfamiliar as never-seen data); the stage-3 stop is per domain (README, *Configuration*).
 
 {table}
-{summary}"""
+{_prose(default_summary(seeds))}"""
 
 
 def attacks_section(seeds: Seeds) -> str:
@@ -374,8 +378,10 @@ def readme_block(seeds: Seeds) -> str:
 
     seed = seeds.seeds[0]
     document = seeds.results[seed]
+    summary = _prose(f"Seeds {', '.join(map(str, seeds.seeds))}: {default_summary(seeds)} The attacks and the "
+                     "comparisons with other methods: RESULTS.md.")
     return (f"Seed {seed} (`runs/results/seed{seed}/report.md`):\n\n{results_table(document)}\n\n"
-            f"{general_table(document)}\n\nAll seeds and the attacks: [RESULTS.md](RESULTS.md).\n")
+            f"{general_table(document)}\n\n{summary}")
 
 
 def results_document(seeds: Seeds) -> str:
