@@ -1,16 +1,17 @@
-"""`grail compare` on the tiny model: every method runs, moves only what it may, and lands in the tables."""
+"""`grail compare` on the tiny model: every method runs, moves only what it may, and lands in the tables; a user's
+methods from a YAML file run as the built-in ones do, and a bad file is refused naming the file and the entry."""
 
-import dataclasses
 import hashlib
+import shutil
 
 import pytest
 import torch
 
-from grail import io
+from grail import cli, io
 from grail.audit import bits_changed
 from grail.cli import main
-from grail.config import UnlearnConfig
-from grail.methods import ABLATIONS, METHODS, STRATEGIES
+from grail.experiments import MASK_BUILDERS
+from grail.methods import ABLATIONS, MASKS, METHODS, STRATEGIES, TABLE_I, Method, read_methods_file
 from grail.models import read_trainable_file
 
 TINY = {
@@ -30,15 +31,6 @@ def compared(cli_run):
     vanilla_hash = hashlib.sha256((folder / "adapter_vanilla" / "trained_weights.safetensors").read_bytes())
     assert main(["compare", "--out", str(folder), "--quiet", "--no-attacks", "--methods", ",".join(METHODS)]) == 0
     return folder, vanilla_hash.hexdigest()
-
-
-@pytest.mark.parametrize("name", ["ga-gd-id", "ga-gd-ood", "ga-kl-id", "ga-kl-ood", "memflex", "grail-paper"])
-def test_published_baselines_keep_the_papers_forget_weight(name):
-    # resolved as Experiments.unlearn_method resolves it: the run's unlearn section, then the method's overrides
-    default = UnlearnConfig()
-    assert default.forget_weight == 1.0  # grail's own default, for its own objective (to_base)
-    assert dataclasses.replace(default, **METHODS[name].unlearn).forget_weight == 0.4
-    assert dataclasses.replace(default, **METHODS["grail"].unlearn).forget_weight == 1.0
 
 
 def _weights(folder, name):
@@ -184,3 +176,111 @@ def test_general_evaluation_with_a_local_lm_eval_task_and_the_offline_fallback(c
                  "--limit", "2"]) == 0
     assert io.read_json(folder / "evaluations" / "general_grail.json")["source"] == "built-in probe"
     assert "reporting the built-in probe instead" in capsys.readouterr().err
+
+
+# ---- a user's methods: grail compare --methods-file -----------------------------------------------------------------
+MY_METHODS = """\
+- name: mine
+  description: GRAIL with half the retain weight
+  masks: grail
+  unlearn: {retain_weight: 1.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def own_run(compared, tmp_path_factory):
+    """A copy of the compared run with only what GRAIL needs (its vanilla, masks and unlearned model): a user's
+    method is trained there, leaving the tables of ``compared`` as the tests above read them."""
+    source, _ = compared
+    folder = tmp_path_factory.mktemp("own") / "run"
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".lock", "methods", "checkpoints", "comparison*",
+                                                                   "memflex_gradients.safetensors"))
+    return folder
+
+
+def test_a_users_method_runs_like_a_built_in_one_under_its_own_name(own_run, tmp_path):
+    methods_file = tmp_path / "my_methods.yaml"
+    methods_file.write_text(MY_METHODS)
+    assert main(["compare", "--out", str(own_run), "--quiet", "--no-attacks", "--methods-file", str(methods_file),
+                 "--methods", "mine,grail"]) == 0
+    document = io.read_json(own_run / "comparison" / "comparison.json")
+    for table in ("table1", "table5_hs"):
+        assert [row[0] for row in document[table]["rows"]] == ["base", "vanilla", "mine", "grail"]
+        assert "| mine |" in (own_run / "comparison" / f"{table}.md").read_text()
+    # trained from the vanilla model with GRAIL's frozen set, which it never moved
+    vanilla = read_trainable_file(own_run / "adapter_vanilla")
+    after, sub = _weights(own_run, "mine")
+    masks = io.load_tensors(sub / "masks.safetensors")
+    assert not any((bits_changed(before, after[p]) & masks[f"frozen.{p}"]).any() for p, before in vanilla.items())
+    assert any(bits_changed(before, after[p]).any() for p, before in vanilla.items())
+
+
+def test_a_users_method_on_a_domain_the_data_lacks_is_refused_before_any_work(own_run, tmp_path, capsys):
+    methods_file = tmp_path / "my_methods.yaml"
+    methods_file.write_text("elsewhere:\n  masks: grail\n  domains: [medicine]\n")
+    assert main(["compare", "--out", str(own_run), "--quiet", "--methods-file", str(methods_file)]) == 2
+    assert "method 'elsewhere': unknown domain(s) ['medicine']" in capsys.readouterr().err
+    assert not (own_run / "methods" / "elsewhere").exists()
+
+
+BAD_METHOD_FILES = {
+    "not yaml": ("- name: mine\n  masks: [grail\n", "line 3: invalid YAML"),
+    "empty": ("", "holds no methods"),
+    "a scalar": ("mine\n", "expected a list of methods or a mapping of them by name, got a YAML str"),
+    "an entry that is no mapping": ("- mine\n", "line 1: a method is a mapping"),
+    "no name": ("- masks: grail\n", "line 1: a method needs a name"),
+    "a name that is no folder name": ("- name: my method\n", "line 1: a method needs a name"),
+    "an unknown key": ("- name: mine\n  mask: grail\n", "line 1: method 'mine': unknown key(s) ['mask']"),
+    "a built-in name": ("- name: ga-gd-id\n", "line 1: method 'ga-gd-id': a built-in method has that name"),
+    "a model's name": ("vanilla:\n  masks: grail\n", "line 1: method 'vanilla': a model of the run has that name"),
+    "bad masks": ("- name: mine\n  masks: everything\n", "line 1: method 'mine': masks must be one of"),
+    "bad retain data": ("- name: mine\n  retain_data: web\n", "line 1: method 'mine': retain_data must be one of"),
+    "an unknown override": ("- name: mine\n  unlearn: {lrate: 0.1}\n", "method 'mine': unlearn has no field(s) "
+                                                                        "['lrate']"),
+    "a bad override value": ("- name: mine\n  unlearn: {lr: -1.0}\n", "method 'mine': unlearn.lr must be"),
+    "overrides that are no mapping": ("- name: mine\n  localize: 10\n", "method 'mine': localize must be a mapping"),
+    "domains that are no list": ("- name: mine\n  domains: privacy\n", "method 'mine': domains must be a non-empty"),
+    "a name twice": ("- name: a\n- name: b\n- name: a\n", "line 3: method 'a': the name repeats the method on line 1"),
+    "a key twice": ("a: {}\na: {}\n", "line 2: key 'a' repeats the one on line 1"),
+    "a name unlike its key": ("a:\n  name: b\n", "line 1: method 'a' says name 'b'"),
+    "the second entry": ("- name: a\n- name: b\n  sequential: maybe\n", "line 2: method 'b': sequential must be"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_METHOD_FILES))
+def test_a_bad_methods_file_is_exit_2_naming_the_file_and_the_entry(case, tmp_path, capsys):
+    text, message = BAD_METHOD_FILES[case]
+    methods_file = tmp_path / "my_methods.yaml"
+    methods_file.write_text(text)
+    folder = tmp_path / "run"
+    assert main(["compare", "--preset", "smoke", "--out", str(folder), "--methods-file", str(methods_file)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"grail compare: {methods_file}") and message in error, error
+    assert not folder.exists()  # refused before the run folder is made
+
+
+def test_a_missing_methods_file_is_exit_2_naming_it(tmp_path, capsys):
+    missing = tmp_path / "nowhere.yaml"
+    assert main(["compare", "--preset", "smoke", "--out", str(tmp_path / "run"), "--methods-file", str(missing)]) == 2
+    assert f"{missing}: no such file" in capsys.readouterr().err
+
+
+def test_a_methods_file_as_a_mapping_names_its_methods_by_key(tmp_path):
+    methods_file = tmp_path / "my_methods.yaml"
+    methods_file.write_text("p-first:\n  masks: grail\n  domains: [privacy, copyright]\n  sequential: true\n"
+                            "plain-ga:\n  unlearn: {forget_objective: ascent}\n")
+    methods = read_methods_file(methods_file)
+    assert list(methods) == ["p-first", "plain-ga"]
+    assert methods["p-first"] == Method("p-first", "defined in my_methods.yaml", masks="grail",
+                                        domains=("privacy", "copyright"), sequential=True)
+    assert methods["plain-ga"].unlearn == {"forget_objective": "ascent"} and methods["plain-ga"].masks == "none"
+
+
+def test_without_methods_a_methods_file_compares_its_methods_and_grail():
+    own = {"mine": Method("mine", "")}
+    assert cli._method_names(None, {**METHODS, **own}, [*own, "grail"]) == ["mine", "grail"]
+    assert cli._method_names(None) == TABLE_I
+
+
+def test_every_masks_value_a_method_may_name_has_a_builder():
+    assert sorted(MASK_BUILDERS) == sorted(MASKS)

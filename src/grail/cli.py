@@ -14,14 +14,15 @@ import os
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from grail.config import PRESETS, ConfigError, LocalizeConfig, RunConfig, load_config
 from grail.data.examples import DataError
-from grail.methods import METHODS, SWEEP_K_RR, SWEEP_K_UR, TABLE_I
+from grail.methods import METHOD_FIELDS, METHODS, SWEEP_K_RR, SWEEP_K_UR, TABLE_I, Method, read_methods_file
+from grail.model_names import ModelName
 from grail.threads import configure_threads
 
 if TYPE_CHECKING:  # grail.pipeline imports torch: only after configure_threads
@@ -58,8 +59,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="CPU threads for torch (default: torch's, one per core); OpenMP's waiting threads sleep "
                             "unless OMP_WAIT_POLICY says otherwise (BENCHMARKS-threads.md)")
     commands.choices["compare"].add_argument(
-        "--methods", default=",".join(TABLE_I),
-        help=f"comma-separated methods (default: the paper's Table I set); known: {', '.join(sorted(METHODS))}")
+        "--methods", default=None,
+        help=f"comma-separated methods (default: the paper's Table I set; with --methods-file, the file's methods "
+             f"and grail); known: {', '.join(sorted(METHODS))}")
+    commands.choices["compare"].add_argument(
+        "--methods-file", type=Path, metavar="FILE",
+        help="your own methods, in YAML: a list (or a mapping by name) of methods with the fields "
+             f"{', '.join(METHOD_FIELDS)}; they run as the built-in ones do")
     commands.choices["compare"].add_argument(
         "--utility-budget", type=float, default=None, metavar="RATIO",
         help="utility-matched: each method keeps its last epoch whose utility-check perplexity is within RATIO x "
@@ -91,7 +97,26 @@ def _parser() -> argparse.ArgumentParser:
                        "precision, prompts): RUN/attacks.json, attacks.md, relearning.png")
     attack.add_argument("run", type=Path, help="a run folder (GRAIL trained: grail run)")
     attack.add_argument("--methods", help="comma-separated methods of RUN/methods/ to attack too (default: all there)")
-    for p in (audit_parser, attack):
+    inspect = commands.add_parser(
+        "inspect", help="look inside a run folder without writing code: a model's answers to a set, its answers to "
+                        "the general probe, or what stage 3 trains on (reads only; trains nothing)")
+    inspect.add_argument("run", type=Path, help="a run folder")
+    inspect.add_argument("--what", default="answers", metavar="{answers,probe,pools}",
+                         help="answers (default): per example, the expected and the greedy answer, whether it was "
+                              "produced, answer-token accuracy; probe: the general probe's answers, right or wrong; "
+                              "pools: the examples stage 3 trains on per domain, and the sets it never trains on")
+    inspect.add_argument("--model", default=ModelName.GRAIL,
+                         help="base, vanilla, grail (default), oracle or a method of RUN/methods/; with --what pools, "
+                              "the method whose stage 3 is shown (grail or a built-in method)")
+    inspect.add_argument("--scope", metavar="SET",
+                         help="with --what answers: forget (default), retain, retain_heldout, forget_paraphrase, "
+                              "holdout, shots or knowledge")
+    inspect.add_argument("--domain", help="one domain of the run's data (default: every domain)")
+    inspect.add_argument("--limit", type=int, metavar="N",
+                         help="answers: the first N examples of each domain; probe: the first N questions; pools: "
+                              "also list the first N prompts stage 3 trains on")
+    inspect.add_argument("--json", action="store_true", help="the whole document as JSON (default: Markdown tables)")
+    for p in (audit_parser, attack, inspect):
         p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
@@ -141,12 +166,24 @@ def _warn_unused_memflex(localize: LocalizeConfig, methods: list[str]) -> None:
                       stacklevel=2)
 
 
-def _method_names(text: str) -> list[str]:
+def _method_names(text: str | None, known: Mapping[str, Method] = METHODS,
+                  default: list[str] = TABLE_I) -> list[str]:
+    """``--methods``' names, each one of ``known``; ``default`` when it is not given."""
+    if text is None:
+        return list(default)
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(METHODS))
+    unknown = sorted(set(names) - set(known))
     if unknown or not names:
-        raise ConfigError(f"--methods: unknown {unknown or 'none given'}; known: {sorted(METHODS)}")
+        raise ConfigError(f"--methods: unknown {unknown or 'none given'}; known: {sorted(known)}")
     return names
+
+
+def _require_run_folder(folder: Path) -> None:
+    """A command on a finished run refuses a folder that holds none, before it opens (and so creates) anything."""
+    if not (folder / "config.yaml").is_file():
+        from grail.run_folder import RunFolderError
+
+        raise RunFolderError(f"{folder}: not a run folder (no config.yaml); make one with grail run")
 
 
 def _percentages(option: str, text: str) -> list[float]:
@@ -290,15 +327,17 @@ def _compare(args: argparse.Namespace) -> int:
     folder = _run_folder(args)
     with _RunFolderErrors(args.command, folder) as errors:
         _check_device(args.device)
-        names = _method_names(args.methods)
+        own = read_methods_file(args.methods_file) if args.methods_file is not None else {}
+        known = {**METHODS, **own}
+        names = _method_names(args.methods, known, [*own, ModelName.GRAIL] if own else TABLE_I)
         if args.utility_budget is not None and not args.utility_budget > 1:
             raise ConfigError(f"--utility-budget: a ratio > 1 to the vanilla model, got {args.utility_budget}")
         with _opened_pipeline(args, folder, _run_config(args, folder), methods=names) as pipeline:
             from grail.experiments import Experiments, comparison_folder
             from grail.tables import markdown
 
-            tables = Experiments(pipeline).compare(names, args.utility_budget, attacks=not args.no_attacks,
-                                                   target=args.target)
+            tables = Experiments(pipeline, known).compare(names, args.utility_budget, attacks=not args.no_attacks,
+                                                          target=args.target)
             for table in ("table1", "table5_hs", "table_utility", "table_calibration", "table4_strategies",
                           "table6_ablations", "table_robustness"):
                 if table in tables:
@@ -331,10 +370,7 @@ def _attack(args: argparse.Namespace) -> int:
     folder = args.run
     with _RunFolderErrors(args.command, folder) as errors:
         _check_device(args.device)
-        if not (folder / "config.yaml").is_file():
-            from grail.run_folder import RunFolderError
-
-            raise RunFolderError(f"{folder}: not a run folder (no config.yaml); make one with grail run")
+        _require_run_folder(folder)
         with _opened_pipeline(args, folder, None, methods=None) as pipeline:  # the attacks train no method
             return _attack_models(args, pipeline)
     return errors.status
@@ -380,6 +416,35 @@ def _audit(args: argparse.Namespace) -> int:
     return EXIT_OK if result["ok"] else EXIT_AUDIT_FAILED
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    """``grail inspect RUN``: a model's answers to a set, its general probe answers, or stage 3's training pools, as
+    Markdown or JSON; it trains nothing and writes nothing into the run."""
+    folder = args.run
+    document = None
+    with _RunFolderErrors(args.command, folder) as errors:
+        _check_device(args.device)
+        from grail.inspection import INSPECTED_SETS, LOOKS, inspect_run, render_markdown
+
+        if args.what not in LOOKS:
+            raise ConfigError(f"--what: one of {list(LOOKS)}, got {args.what!r}")
+        if args.scope is not None and args.what != "answers":
+            raise ConfigError(f"--scope: only with --what answers (not {args.what})")
+        if args.domain is not None and args.what == "probe":
+            raise ConfigError("--domain: the general probe belongs to no domain")
+        scope = args.scope or "forget"
+        if scope not in INSPECTED_SETS:
+            raise ConfigError(f"--scope: unknown set {scope!r}; known: {list(INSPECTED_SETS)}")
+        if args.limit is not None and args.limit < 1:
+            raise ConfigError(f"--limit: a count >= 1, got {args.limit}")
+        _require_run_folder(folder)
+        with _opened_pipeline(args, folder, None, methods=None) as pipeline:  # inspecting trains nothing
+            document = inspect_run(pipeline, args.what, args.model, scope, args.domain, args.limit)
+    if errors.status != EXIT_OK or document is None:
+        return errors.status
+    print(json.dumps(document, indent=2, ensure_ascii=False) if args.json else render_markdown(document), end="")
+    return EXIT_OK
+
+
 def _export(args: argparse.Namespace) -> int:
     """``grail export RUN OUT``: the unlearned model as a Hugging Face folder with a model card."""
     from grail.export import ExportError, export_model
@@ -396,7 +461,8 @@ def _export(args: argparse.Namespace) -> int:
 
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run, "finetune": _finetune, "localize": _localize, "unlearn": _unlearn, "evaluate": _evaluate,
-    "compare": _compare, "sweep": _sweep, "audit": _audit, "attack": _attack, "export": _export,
+    "compare": _compare, "sweep": _sweep, "audit": _audit, "attack": _attack, "inspect": _inspect,
+    "export": _export,
 }
 """Each command of the parser, by name: the function that carries it out and returns its exit status."""
 

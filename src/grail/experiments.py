@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import reduce
 from operator import or_
 
@@ -28,7 +28,7 @@ from grail.data.general import OOD_RETAIN_TEXT
 from grail.evaluation import text_items
 from grail.figures import plot_jaccard, plot_pareto, plot_scatter, plot_sweep, top_sets
 from grail.general_eval import general_ability, task_manager
-from grail.methods import Method, get_method, sweep_methods
+from grail.methods import METHODS, Method, get_method, sweep_methods
 from grail.model_names import ModelName
 from grail.pipeline import Masks, Phase, Pipeline, unlearned_methods, weights_folder
 from grail.stages.gradients import gradient_means
@@ -98,10 +98,12 @@ def comparison_folder(utility_budget: float | None = None, target: str | None = 
 
 class Experiments:
     """The methods, comparisons and sweeps on one run folder, through its pipeline: every method starts from the
-    pipeline's vanilla model and trains through its stage 3, so what the pipeline offers is all they rely on."""
+    pipeline's vanilla model and trains through its stage 3, so what the pipeline offers is all they rely on.
+    ``methods``: the methods known by name (the registry, or it with a user's methods file)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, methods: Mapping[str, Method] = METHODS) -> None:
         self.pipeline = pipeline
+        self.methods = methods
 
     def unlearn_method(self, method: Method) -> None:
         """``method``'s unlearned model (GRAIL's is the pipeline's stage 3), trained unless the run holds it."""
@@ -170,9 +172,14 @@ class Experiments:
         that the tables and the ranking call 'within budget'. ``attacks``: also attack every method against the
         oracle (``grail attack``) for the robustness table; left out, with a warning, when the data has no
         holdout."""
-        methods = [get_method(n) for n in names]  # unknown names fail before any work
-        scores = self.method_scores(methods, utility_budget, target)
+        methods = [get_method(n, self.methods) for n in names]  # unknown names and domains fail before any work
         pipeline = self.pipeline
+        for method in (m for m in methods if m.domains):
+            try:
+                pipeline.benchmark.select(list(method.domains))
+            except DataError as err:
+                raise DataError(f"method {method.name!r}: {err}") from None
+        scores = self.method_scores(methods, utility_budget, target)
         folder = pipeline.path(comparison_folder(utility_budget, target))
         plot_jaccard(top_sets(pipeline.stage1_gradients(), pipeline.config.localize.k_ur), folder / "fig3_jaccard.png")
         plot_scatter(scores, folder / "forget_vs_retain.png")

@@ -4,15 +4,30 @@ A method is stage 3 with: an objective (``unlearn`` overrides: forget and retain
 the parameters it may move (``masks``: none, GRAIL's frozen set under ``localize`` overrides, or Memflex's
 tensor selection) and its retain data (the domains' retain sets, ``id``, or general text, ``ood``). Every
 method starts from the same vanilla adapter and is scored by the same evaluation.
+
+Users define their own in a YAML file (``grail compare --methods-file``, ``read_methods_file``), checked as the
+registry's are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from grail.config import ConfigError, LocalizeConfig, UnlearnConfig
+import yaml
+
+from grail.config import ConfigError, LocalizeConfig, UnlearnConfig, _UniqueKeyLoader
+from grail.model_names import ModelName
+
+MASKS = ("none", "grail", "grail-per-domain", "memflex")
+"""What a method may move: ``experiments.MASK_BUILDERS`` builds each."""
+RETAIN_DATA = ("id", "ood")
+METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""A method's name becomes a folder (``methods/<name>/``) and a table row: letters, digits, ``_``, ``.``, ``-``."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +47,20 @@ class Method:
     sequential: bool = False
 
     def __post_init__(self) -> None:
-        """The overrides are checked when the registry is built: a mistyped field or a bad value fails at import,
-        naming the method, not when a comparison reaches it."""
+        """The fields and overrides are checked when the method is made (the registry at import, a user's file
+        when it is read): a mistyped field or a bad value fails naming the method, not when a comparison reaches
+        it."""
+        if self.masks not in MASKS:
+            raise ConfigError(f"method {self.name!r}: masks must be one of {list(MASKS)}, got {self.masks!r}")
+        if self.retain_data not in RETAIN_DATA:
+            raise ConfigError(f"method {self.name!r}: retain_data must be one of {list(RETAIN_DATA)}, got "
+                              f"{self.retain_data!r}")
+        if not isinstance(self.sequential, bool):
+            raise ConfigError(f"method {self.name!r}: sequential must be true or false, got {self.sequential!r}")
+        if self.domains is not None and (not isinstance(self.domains, tuple) or not self.domains
+                                         or not all(isinstance(d, str) for d in self.domains)):
+            raise ConfigError(f"method {self.name!r}: domains must be a non-empty list of domain names, got "
+                              f"{self.domains!r}")
         for section, overrides in (("unlearn", self.unlearn), ("localize", self.localize)):
             config_class = UnlearnConfig if section == "unlearn" else LocalizeConfig
             unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(config_class)})
@@ -115,7 +142,107 @@ def sweep_methods(k_ur: list[float], k_rr: list[float], fixed_ur: float = Locali
                       localize={"k_ur": fixed_ur, "k_rr": k}) for k in k_rr])
 
 
-def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; known: {sorted(METHODS)}")
-    return METHODS[name]
+def get_method(name: str, known: Mapping[str, Method] = METHODS) -> Method:
+    """The method of that name among ``known`` (the registry, or it with a user's methods)."""
+    if name not in known:
+        raise KeyError(f"unknown method {name!r}; known: {sorted(known)}")
+    return known[name]
+
+
+METHOD_FIELDS = tuple(f.name for f in dataclasses.fields(Method))
+
+
+def read_methods_file(path: Path, builtin: Mapping[str, Method] = METHODS) -> dict[str, Method]:
+    """A user's methods from YAML, by name: a list of methods, or a mapping of them by name, each with
+    ``Method``'s fields (``name`` and any of description, unlearn, masks, localize, retain_data, domains,
+    sequential). Each is checked as the registry's are, and its name may be neither a built-in method's nor a
+    model's of the run (base, vanilla, oracle); every error names the file, the entry's line and the method."""
+    methods: dict[str, Method] = {}
+    lines: dict[str, int] = {}
+    for line, entry in _read_yaml_entries(path):
+        location = f"{path} line {line}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{location}: a method is a mapping of {list(METHOD_FIELDS)}, got a YAML "
+                              f"{type(entry).__name__}")
+        name = entry.get("name")
+        if not isinstance(name, str) or not METHOD_NAME.fullmatch(name):
+            raise ConfigError(f"{location}: a method needs a name of letters, digits, '_', '.' and '-' (it names "
+                              f"a folder), got {name!r}")
+        where = f"{location}: method {name!r}"
+        unknown = sorted(set(entry) - set(METHOD_FIELDS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; a method has {list(METHOD_FIELDS)}")
+        if name in builtin:
+            raise ConfigError(f"{where}: a built-in method has that name; choose another")
+        if name in set(ModelName):
+            raise ConfigError(f"{where}: a model of the run has that name; choose another")
+        if name in lines:
+            raise ConfigError(f"{where}: the name repeats the method on line {lines[name]}")
+        methods[name] = _method(entry, location, path)
+        lines[name] = line
+    return methods
+
+
+def _read_yaml_entries(path: Path) -> list[tuple[int, Any]]:
+    """[(line, entry)]: a list's items, or a mapping's values with their key as ``name``, each with the line it
+    starts on; at least one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a YAML file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start + 1})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
+    loader = _UniqueKeyLoader(text)  # repeated keys are errors, as in a config file
+    try:
+        node = loader.get_single_node()
+        data = None if node is None else loader.construct_document(node)
+    except ConfigError as err:
+        raise ConfigError(f"{path} {err}") from None
+    except yaml.YAMLError as err:  # in one line: where, and what
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', None) or err})") from None
+    finally:
+        loader.dispose()
+    if data in (None, [], {}):
+        raise ConfigError(f"{path}: holds no methods")
+    if isinstance(data, list):
+        return [(item.start_mark.line + 1, entry) for item, entry in zip(node.value, data)]
+    if isinstance(data, dict):
+        entries = []
+        for (key_node, _), (key, entry) in zip(node.value, data.items()):
+            if isinstance(entry, dict) and "name" in entry and entry["name"] != key:
+                raise ConfigError(f"{path} line {key_node.start_mark.line + 1}: method {key!r} says name "
+                                  f"{entry['name']!r}; leave name out, or make them the same")
+            entries.append((key_node.start_mark.line + 1, {"name": key, **entry} if isinstance(entry, dict)
+                            else {"name": key} if entry is None else entry))
+        return entries
+    raise ConfigError(f"{path}: expected a list of methods or a mapping of them by name, got a YAML "
+                      f"{type(data).__name__}")
+
+
+def _method(entry: dict[str, Any], location: str, path: Path) -> Method:
+    """One entry (at ``location``: file and line) as a ``Method``: the YAML's lists and nulls as the dataclass holds
+    them, then its own checks."""
+    fields = dict(entry)
+    where = f"{location}: method {entry['name']!r}"
+    for section in ("unlearn", "localize"):
+        overrides = fields.get(section)
+        if overrides is None:
+            fields[section] = {}
+        elif not isinstance(overrides, dict):
+            raise ConfigError(f"{where}: {section} must be a mapping of {section} config fields, got a YAML "
+                              f"{type(overrides).__name__}")
+    description = fields.setdefault("description", f"defined in {path.name}")
+    if not isinstance(description, str):
+        raise ConfigError(f"{where}: description must be text, got {description!r}")
+    if isinstance(fields.get("domains"), list):
+        fields["domains"] = tuple(fields["domains"])
+    try:
+        return Method(**fields)
+    except ConfigError as err:
+        raise ConfigError(f"{location}: {err}") from None
