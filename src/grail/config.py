@@ -704,10 +704,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """A YAML file that must hold a mapping (empty: {}); errors name the file."""
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file; errors name the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -716,12 +716,28 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start + 1})") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
+
+
+def parse_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
+    """The YAML document of ``text`` and its node (whose marks give line numbers). A repeated key or bad YAML is an
+    error in one line naming the file and the line."""
+    loader = _UniqueKeyLoader(text)
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        node = loader.get_single_node()
+        return node, None if node is None else loader.construct_document(node)
     except ConfigError as err:
         raise ConfigError(f"{path} {err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({err})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path} line {mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', None) or err})") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (empty: {}); errors name the file."""
+    _, data = parse_yaml(read_text_file(path), path)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from grail.config import ConfigError, LocalizeConfig, UnlearnConfig, _UniqueKeyLoader
+from grail.config import ConfigError, LocalizeConfig, UnlearnConfig, parse_yaml, read_text_file
 from grail.model_names import ModelName
 
 MASKS = ("none", "grail", "grail-per-domain", "memflex")
@@ -186,28 +184,7 @@ def read_methods_file(path: Path, builtin: Mapping[str, Method] = METHODS) -> di
 def _read_yaml_entries(path: Path) -> list[tuple[int, Any]]:
     """[(line, entry)]: a list's items, or a mapping's values with their key as ``name``, each with the line it
     starts on; at least one."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a YAML file") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start + 1})") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
-    loader = _UniqueKeyLoader(text)  # repeated keys are errors, as in a config file
-    try:
-        node = loader.get_single_node()
-        data = None if node is None else loader.construct_document(node)
-    except ConfigError as err:
-        raise ConfigError(f"{path} {err}") from None
-    except yaml.YAMLError as err:  # in one line: where, and what
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path} line {mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(err, 'problem', None) or err})") from None
-    finally:
-        loader.dispose()
+    node, data = parse_yaml(read_text_file(path), path)  # repeated keys are errors, as in a config file
     if data in (None, [], {}):
         raise ConfigError(f"{path}: holds no methods")
     if isinstance(data, list):
