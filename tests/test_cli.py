@@ -3,6 +3,7 @@ anything else is argparse's usage error (exit 2) before any work; bad input and 
 line on stderr and their exit status."""
 
 import argparse
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,7 +12,7 @@ from tiny_configs import TINY_RUN
 from grail import cli
 from grail.pipeline import Pipeline
 
-ARGUMENTS = {"audit": ["RUN"], "attack": ["RUN"], "export": ["RUN", "OUT"]}
+ARGUMENTS = {"audit": ["RUN"], "attack": ["RUN"], "inspect": ["RUN"], "export": ["RUN", "OUT"]}
 """The positional arguments of the commands that have some."""
 
 
@@ -70,3 +71,118 @@ def test_a_bad_argument_is_exit_2_in_one_line_and_leaves_no_folder(tiny_config, 
     assert capsys.readouterr().err.strip().endswith(f"grail compare: --methods: unknown ['nope']; known: "
                                                     f"{sorted(cli.METHODS)}")
     assert not folder.exists()
+
+
+# ---- the checks of the arguments: before any work, and before a folder is made ------------------------------------
+@pytest.mark.parametrize("argv,message", [
+    (["compare", "--utility-budget", "1"], "grail compare: --utility-budget: a ratio > 1 to the vanilla model, got 1"),
+    (["compare", "--utility-budget", "0.8"], "--utility-budget: a ratio > 1 to the vanilla model, got 0.8"),
+    (["compare", "--methods", " , "], "grail compare: --methods: unknown none given"),
+    (["sweep", "--k-ur", ","], "grail sweep: --k-ur: percentages in (0, 100], got none"),
+    (["sweep", "--k-rr", "10,0"], "grail sweep: --k-rr: percentages in (0, 100], got [0.0]"),
+    (["sweep", "--k-ur", "100.5"], "--k-ur: percentages in (0, 100], got [100.5]"),
+    (["unlearn", "--device", "gpu7"], "grail unlearn: --device: 'gpu7' is not a torch device"),
+])
+def test_a_bad_argument_is_named_in_one_line_before_the_folder_is_made(tmp_path, capsys, argv, message):
+    folder = tmp_path / "run"
+    assert cli.main([*argv, "--preset", "smoke", "--out", str(folder), "--quiet"]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not folder.exists()
+
+
+def test_percentages_take_spaces_and_the_bounds():
+    assert cli._percentages("--k-ur", " 5, 10 ,100,") == [5.0, 10.0, 100.0]
+    assert cli._percentages("--k-rr", "0.5") == [0.5]
+
+
+@pytest.mark.parametrize("argv", [["run", "--preset", "nope"], ["compare", "--target", "perfect"],
+                                  ["export", "RUN"], ["run", "--threads", "two"]])
+def test_what_argparse_refuses_is_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    assert stopped.value.code == cli.EXIT_BAD_INPUT
+    assert "usage: grail" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(cli.HANDLERS))
+def test_every_command_refuses_fewer_than_one_thread_before_its_handler(command, monkeypatch, capsys):
+    def handler(args):
+        raise AssertionError("the handler ran")
+
+    monkeypatch.setitem(cli.HANDLERS, command, handler)
+    assert cli.main([command, *ARGUMENTS.get(command, []), "--threads", "0"]) == cli.EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip() == f"grail {command}: --threads must be >= 1, got 0"
+
+
+def test_a_bug_in_a_command_is_exit_3_with_its_traceback(monkeypatch, capsys):
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setitem(cli.HANDLERS, "audit", broken)
+    assert cli.main(["audit", "RUN"]) == cli.EXIT_CRASH == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError: a bug" in err
+    assert err.strip().endswith("grail audit: unexpected error (a bug; please report it with the traceback above)")
+
+
+def test_audit_and_attack_of_a_folder_that_holds_no_run_are_exit_2(tmp_path, capsys):
+    assert cli.main(["audit", str(tmp_path)]) == cli.EXIT_BAD_INPUT
+    assert f"grail audit: {tmp_path / 'config.yaml'}: missing" in capsys.readouterr().err
+    missing = tmp_path / "nowhere"
+    assert cli.main(["attack", str(missing), "--quiet"]) == cli.EXIT_BAD_INPUT
+    assert f"grail attack: {missing}: not a run folder (no config.yaml)" in capsys.readouterr().err
+    assert not missing.exists()  # nothing was made
+
+
+@pytest.mark.parametrize("argv,folder", [
+    (["run"], "runs/default"),
+    (["run", "--preset", "smoke"], "runs/smoke"),
+    (["run", "--config", "configs/my-setting.yaml"], "runs/my-setting"),
+    (["run", "--config", "configs/my-setting.yaml", "--preset", "smoke", "--out", "elsewhere"], "elsewhere"),
+])
+def test_the_run_folder_is_out_or_named_after_the_config_or_preset(argv, folder):
+    assert cli._run_folder(cli._parser().parse_args(argv)) == Path(folder)
+
+
+def test_a_folder_with_a_config_resumes_with_it_unless_one_is_given(tmp_path):
+    from grail.config import load_config
+
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    existing.mkdir()
+    (existing / "config.yaml").write_text("model:\n  name: tiny\n")
+    parse = cli._parser().parse_args
+    assert cli._run_config(parse(["run"]), existing) is None  # the folder's own
+    assert cli._run_config(parse(["run"]), fresh) == load_config()  # a new folder: the default config
+    assert cli._run_config(parse(["run", "--preset", "smoke"]), existing) == load_config(preset="smoke")
+    config = tmp_path / "mine.yaml"
+    config.write_text("unlearn:\n  lr: 0.0005\n")
+    assert cli._run_config(parse(["run", "--config", str(config)]), existing).unlearn.lr == 0.0005
+
+
+@pytest.mark.parametrize("error,status,line", [
+    ("config", 2, "grail run: bad value"), ("data", 2, "grail run: bad value"), ("folder", 2, "grail run: bad value"),
+    ("unreadable", 2, "grail run: bad value"),
+    ("interrupt", 130, "grail run: interrupted; finished steps are saved in RUN. Give the same command again to "
+                       "resume."),
+])
+def test_bad_input_and_ctrl_c_end_a_command_in_one_line_and_their_status(error, status, line, capsys):
+    from grail.config import ConfigError
+    from grail.data.examples import DataError
+    from grail.io import UnreadableFileError
+    from grail.run_folder import RunFolderError
+
+    kinds = {"config": ConfigError, "data": DataError, "folder": RunFolderError, "unreadable": UnreadableFileError,
+             "interrupt": KeyboardInterrupt}
+    with cli._RunFolderErrors("run", Path("RUN")) as errors:
+        raise kinds[error]("bad value")
+    assert errors.status == status
+    assert capsys.readouterr().err.strip() == line
+
+
+def test_other_errors_pass_through_and_a_finished_body_is_exit_0():
+    with pytest.raises(ZeroDivisionError), cli._RunFolderErrors("run", Path("RUN")):
+        raise ZeroDivisionError("a bug")
+    with cli._RunFolderErrors("run", Path("RUN")) as errors:
+        pass
+    assert errors.status == cli.EXIT_OK

@@ -1,14 +1,28 @@
+import re
 from pathlib import Path
 
 import pytest
 
-from grail.config import ConfigError, RunConfig, build_config, load_config
+from grail.config import PRESETS, ConfigError, RunConfig, build_config, load_config
 
 
-def test_defaults_and_presets():
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_a_preset_changes_the_defaults_exactly_where_it_says_and_overrides_merge_into_it(preset):
     assert load_config() == RunConfig()
-    smoke = build_config(preset="smoke")
-    assert smoke.model.name == "tiny" and smoke.model.adapter == "full" and smoke.localize.k_ur == 10.0
+    config, default = build_config(preset=preset).to_dict(), RunConfig().to_dict()
+    changed = {(section, key): value for section, values in config.items() if isinstance(values, dict)
+               for key, value in values.items() if value != default[section][key]}
+    assert changed == {(section, key): value for section, values in PRESETS[preset].items()
+                       for key, value in values.items() if value != default[section][key]}
+    assert load_config(preset=preset).to_dict() == config
+    # an override of one field of a section the preset sets keeps the preset's other fields
+    merged = build_config({"unlearn": {"epochs": 3}}, preset=preset)
+    assert merged.to_dict() == {**config, "unlearn": {**config["unlearn"], "epochs": 3}}
+
+
+def test_an_unknown_preset_is_named():
+    with pytest.raises(ConfigError, match=re.escape(f"unknown preset 'tiniest'; known: {sorted(PRESETS)}")):
+        build_config(preset="tiniest")
 
 
 def test_yaml_overrides_and_round_trip(tmp_path):
@@ -86,19 +100,29 @@ def test_a_section_built_in_code_is_checked_like_a_file(section, overrides, mess
 
 
 def test_every_registered_method_overrides_pass_validation():
+    """Resolved against the default run (as ``Experiments.unlearn_method`` resolves them), no method sets a field its
+    own setting ignores; an override that does is caught by the same check. (What each method's resolved config
+    holds: tests/test_methods.py.)"""
     import dataclasses
     import warnings
 
-    from grail.methods import METHODS, sweep_methods
+    from grail.config import ConfigWarning
+    from grail.methods import METHODS, Method, sweep_methods
 
     config = RunConfig()
-    for method in [*METHODS.values(), *sweep_methods([5.0, 50.0], [5.0, 50.0])]:
+
+    def resolve(method):
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a method sets no field its own setting ignores
-            unlearn = dataclasses.replace(config.unlearn, **method.unlearn)
-            localize = dataclasses.replace(config.localize, **method.localize)
-        assert all(getattr(unlearn, k) == v for k, v in method.unlearn.items()), method.name
-        assert all(getattr(localize, k) == v for k, v in method.localize.items()), method.name
+            warnings.simplefilter("error")
+            return (dataclasses.replace(config.unlearn, **method.unlearn),
+                    dataclasses.replace(config.localize, **method.localize))
+
+    for method in [*METHODS.values(), *sweep_methods([5.0, 50.0], [5.0, 50.0])]:
+        resolve(method)
+    with pytest.warns(ConfigWarning, match="unlearn.npo_beta is ignored"):  # registering it already says so
+        odd = Method("odd", "NPO's temperature without NPO", {"npo_beta": 0.5})
+    with pytest.raises(ConfigWarning, match="unlearn.npo_beta is ignored"):
+        resolve(odd)
 
 
 @pytest.mark.parametrize("config,ignored", [

@@ -1,5 +1,6 @@
 """grail's modules import each other without cycles: a cycle makes import order matter and hides in function-level
-imports until someone moves one to the top of a file. Every import counts, at module level or inside a function."""
+imports until someone moves one to the top of a file. And they import in layers (``LAYERS``, low to high): a module
+imports only from its own layer or a lower one. Every import counts, at module level or inside a function."""
 
 from __future__ import annotations
 
@@ -117,3 +118,60 @@ def test_cycles_finds_a_cycle_and_only_one_per_group():
 def test_grail_modules_import_each_other_without_cycles():
     found = cycles(import_graph())
     assert not found, "import cycles among grail modules:\n" + "\n".join(" -> ".join(c) for c in found)
+
+
+# ---- layers: a module imports only from its own layer or a lower one -------------------------------------------------
+LAYERS: list[tuple[str, set[str]]] = [
+    ("leaves: the config, names, numbers and files every other module shares", {
+        "grail", "grail.config", "grail.data.examples", "grail.distributed", "grail.io", "grail.metrics",
+        "grail.model_names", "grail.tables", "grail.threads"}),
+    ("data, models, batches and the registry of methods (config overrides)", {
+        "grail.data", "grail.data.builtin", "grail.data.general", "grail.data.hub", "grail.data.loaders",
+        "grail.data.muse", "grail.data.sources", "grail.data.tofu", "grail.batching", "grail.models",
+        "grail.methods"}),
+    ("what is computed on a model: the stages, scoring, the training loop, calibration", {
+        "grail.stages", "grail.stages.finetune", "grail.stages.gradients", "grail.stages.localize",
+        "grail.stages.objectives", "grail.stages.stops", "grail.stages.targets", "grail.stages.unlearn",
+        "grail.scoring", "grail.training", "grail.calibration"}),
+    ("measurements of models and their tables and figures; the run folder", {
+        "grail.evaluation", "grail.mmlu", "grail.general_eval", "grail.replay", "grail.audit", "grail.run_folder",
+        "grail.report", "grail.compare", "grail.figures", "grail.attacks", "grail.attacks.mia",
+        "grail.attacks.relearn", "grail.attacks.precision", "grail.attacks.prompts", "grail.attacks.report"}),
+    ("the pipeline over a run folder", {"grail.pipeline"}),
+    ("what works on a run through the pipeline: methods, attacks, export, inspection", {
+        "grail.experiments", "grail.attacks.runner", "grail.attacks.evidence", "grail.export", "grail.inspection"}),
+    ("the command line", {"grail.cli"}),
+]
+"""grail's layers, low to high."""
+
+
+def layer_of() -> dict[str, int]:
+    return {module: index for index, (_, modules) in enumerate(LAYERS) for module in modules}
+
+
+def upward_imports(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+    """Every import of a module from a higher layer than its own, as a line that says which (modules without a layer
+    are left to ``test_every_module_is_in_exactly_one_layer``)."""
+    return [f"{module} (layer {layers[module]}) imports {target} (layer {layers[target]})"
+            for module in sorted(graph) for target in sorted(graph[module])
+            if module in layers and target in layers and layers[target] > layers[module]]
+
+
+def test_every_module_is_in_exactly_one_layer():
+    placed = [module for _, modules in LAYERS for module in modules]
+    assert len(placed) == len(set(placed)), sorted({m for m in placed if placed.count(m) > 1})
+    modules = set(import_graph())
+    assert not modules - set(placed), f"modules without a layer (add them to LAYERS): {sorted(modules - set(placed))}"
+    assert not set(placed) - modules, f"LAYERS names modules that do not exist: {sorted(set(placed) - modules)}"
+
+
+def test_upward_imports_finds_a_lower_module_importing_a_higher_one():
+    layers = {"a": 0, "b": 1, "c": 1, "d": 2}
+    assert upward_imports({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a", "c"}}, layers) == [
+        "a (layer 0) imports b (layer 1)"]
+    assert upward_imports({"a": set(), "b": {"a"}, "c": {"b"}, "d": {"c"}}, layers) == []
+
+
+def test_no_module_imports_from_a_higher_layer():
+    found = upward_imports(import_graph(), layer_of())
+    assert not found, "imports against the layers (tests/test_imports.py LAYERS):\n" + "\n".join(found)

@@ -36,8 +36,12 @@ def write_bytes(path: Path, data: bytes) -> None:
     if distributed.is_main():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _staging(path)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:  # nothing half-written stays behind, whichever step failed
+            tmp.unlink(missing_ok=True)
+            raise
     distributed.barrier()
 
 
@@ -69,8 +73,17 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
+def _json_document(text: str, path: Path, line: int | None = None) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        where = f"{path} line {line if line is not None else err.lineno}"
+        raise UnreadableFileError(f"{where}: not valid JSON ({err.msg}); the file is damaged or truncated") from None
+
+
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A JSON file; a damaged one is an error that names it."""
+    return _json_document(path.read_text(encoding="utf-8"), path)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
@@ -78,7 +91,9 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """A JSON-lines file; a damaged line is an error that names the file and the line."""
+    return [_json_document(line, path, i) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if line.strip()]
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -87,8 +102,12 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     if distributed.is_main():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _staging(path)
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
+        try:
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     distributed.barrier()
 
 
@@ -123,10 +142,10 @@ def staged_dir(path: Path) -> Iterator[Path]:
     tmp.mkdir(parents=True)
     try:
         yield tmp
-    except BaseException:
+        os.replace(tmp, path)
+    except BaseException:  # the user's folder stays as it was, and no staging folder is left beside it
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    os.replace(tmp, path)
     distributed.barrier()
 
 
