@@ -224,6 +224,7 @@ def test_ascent_stop_oracle_floors_ascent_at_the_oracles_log_probabilities(tmp_p
     from grail.stages.objectives import reference_log_probs
 
     pipeline = Pipeline(tmp_path / "run", build_config({**TINY, "unlearn": {**TINY["unlearn"],
+                                                                             "forget_objective": "ascent",
                                                                              "ascent_stop": "oracle"}}))
     pipeline.stage0_vanilla()
     model = pipeline.use_weights("adapter_vanilla")

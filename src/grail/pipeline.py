@@ -252,7 +252,8 @@ class Pipeline:
             return utility_check_ppl(model, self.tokenizer, cfg.evaluate.batch_size, self.device)
 
         general = self.general_replay if unlearn_cfg.general_weight else None
-        oracle_log_probs = self._oracle_log_probs(model) if unlearn_cfg.ascent_stop == "oracle" else None
+        uses_oracle = unlearn_cfg.forget_objective == "ascent" and unlearn_cfg.ascent_stop == "oracle"
+        oracle_log_probs = self._oracle_log_probs(model) if uses_oracle else None
         holdout = self.encoded_holdout()
         log = []
         for phase in phases:
