@@ -177,3 +177,49 @@ def test_a_removed_field_loads_at_its_old_default_and_is_refused_otherwise():
     assert config.localize.k_ur == 5.0 and "protect_general" not in config.to_dict()["localize"]
     with pytest.raises(ConfigError, match="localize.protect_general: removed .*delete it from the config"):
         build_config({"localize": {"protect_general": True}})
+
+
+def _float_fields() -> list[str]:
+    """``section.field`` for every float field (float or float | None) of every section of a run's config."""
+    import dataclasses
+    import typing
+
+    names = []
+    for section, cls in typing.get_type_hints(RunConfig).items():
+        if dataclasses.is_dataclass(cls):
+            hints = typing.get_type_hints(cls)
+            names += [f"{section}.{f.name}" for f in dataclasses.fields(cls)
+                      if hints[f.name] is float or float in typing.get_args(hints[f.name])]
+    return names
+
+
+FLOAT_FIELDS = _float_fields()
+
+
+def test_the_float_fields_are_found():
+    assert {"finetune.lr", "unlearn.lr", "unlearn.utility_budget", "attack.relearn_lr", "model.lora_dropout",
+            "localize.k_ur"} <= set(FLOAT_FIELDS)
+
+
+@pytest.mark.parametrize("where", FLOAT_FIELDS)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), "inf"])
+def test_every_float_field_must_be_finite(where, value):
+    """No float field gives infinity or NaN a meaning: stage 0 at lr .inf trains a broken model and passes."""
+    section, name = where.split(".")
+    with pytest.raises(ConfigError, match=rf"config: {where}: must be a finite number, got {value}"):
+        build_config({section: {name: value}})
+
+
+@pytest.mark.parametrize("text", ["finetune:\n  lr: .inf\n", "unlearn:\n  utility_budget: .NaN\n",
+                                  "attack:\n  max_leak_excess: -.inf\n"])
+def test_non_finite_yaml_numbers_are_named_with_the_file(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"{path}: \w+\.\w+: must be a finite number"):
+        load_config(path)
+
+
+def test_a_string_with_a_lone_surrogate_is_refused():
+    """YAML's "\\ud800" escape gives a string no file can hold (config.yaml, a path)."""
+    with pytest.raises(ConfigError, match=r"data.path: not valid Unicode text \(character 2 is a lone surrogate"):
+        build_config({"data": {"source": "jsonl", "path": "x\ud800.jsonl"}})

@@ -1,6 +1,8 @@
 """The run folder and the command line against careless use: each probe gets a named error (exit 2), and
 nothing the user had is lost or overwritten."""
 
+import json
+import logging
 import os
 import shutil
 import subprocess
@@ -175,3 +177,78 @@ def test_memflex_thresholds_without_memflex_are_warned_about(tmp_path):
         warnings.simplefilter("error")
         _warn_unused_memflex(changed, ["grail", "memflex"])  # used: no warning
         _warn_unused_memflex(LocalizeConfig(), [])  # defaults: nothing to say
+
+
+def test_a_non_finite_number_in_the_config_is_bad_input(tmp_path, capsys):
+    """lr .inf trained a broken model that passed its audit; now the command stops before anything is made."""
+    config = {"model": {"name": "tiny"}, "data": {"people": 1, "books": 1}, "finetune": {"lr": float("inf"),
+                                                                                       "epochs": 1}}
+    config_file = _config_file(tmp_path, config)
+    out = tmp_path / "run"
+    assert main(["finetune", "--config", str(config_file), "--out", str(out), "--quiet"]) == EXIT_BAD_INPUT
+    assert f"{config_file}: finetune.lr: must be a finite number, got inf" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_lone_surrogate_in_the_data_is_bad_input_not_a_crash(tmp_path, capsys):
+    lines = builtin_benchmark(seed=0, people=1, books=1).to_jsonl().splitlines()
+    record = json.loads(lines[2])
+    lines[2] = json.dumps({**record, "answer": record["answer"] + " \ud800"})  # valid JSON: "... \\ud800"
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    config_file = _config_file(tmp_path, _jsonl_config(data))
+    assert main(["finetune", "--config", str(config_file), "--out", str(out), "--quiet"]) == EXIT_BAD_INPUT
+    assert f"{data} line 3: field 'answer' is not valid Unicode text" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_relative_data_paths_resume_from_any_directory(tmp_path, monkeypatch, caplog):
+    """The folder keeps the data it began with: from a directory where the relative paths lead nowhere, a resume
+    uses data.jsonl (and says so); where they lead to the data, it is still checked against data.jsonl."""
+    start, elsewhere, folder = tmp_path / "start", tmp_path / "elsewhere", tmp_path / "run"
+    start.mkdir()
+    elsewhere.mkdir()
+    (start / "d.jsonl").write_text(builtin_benchmark(seed=0, people=1, books=1).to_jsonl())
+    config = build_config({"model": {"name": "tiny"}, "data": {"source": "jsonl", "path": "d.jsonl", "domains": [
+        "privacy", {"name": "books", "source": "jsonl", "path": "./d.jsonl", "domain": "copyright"}]}})
+    monkeypatch.chdir(start)
+    first = RunFolder(folder, config, load_benchmark)
+    first.close()
+
+    monkeypatch.chdir(elsewhere)
+    with caplog.at_level(logging.INFO, logger="grail"):
+        resumed = RunFolder(folder, None, load_benchmark)
+    resumed.close()
+    assert resumed.benchmark == first.benchmark and resumed.data_hash == first.data_hash
+    assert resumed.benchmark.domain_names == ["privacy", "books"]
+    assert f"d.jsonl: no such file; resuming with the data this run began with ({folder / 'data.jsonl'})" \
+        in caplog.text
+    RunFolder(folder, config, load_benchmark).close()  # the same config given again: resumes as well
+    with pytest.raises(DataError, match="d.jsonl: no such file"):  # a new run still needs its data
+        RunFolder(tmp_path / "new", config, load_benchmark)
+    assert not (tmp_path / "new").exists()
+
+    monkeypatch.chdir(start)
+    (start / "d.jsonl").write_text(builtin_benchmark(seed=1, people=1, books=1).to_jsonl())
+    with pytest.raises(RunFolderError, match="the data changed since this run began"):
+        RunFolder(folder, None, load_benchmark)
+
+
+@pytest.mark.parametrize("name", ["./no-such-model", "~/no-such-model", "/no/such/model", "models/no/such"])
+def test_a_model_path_that_does_not_exist_is_named_before_the_folder_is_made(tmp_path, capsys, monkeypatch, name):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    config_file = _config_file(tmp_path, {"model": {"name": name}, "data": {"people": 1, "books": 1}})
+    out = tmp_path / "run"
+    assert main(["finetune", "--config", str(config_file), "--out", str(out), "--quiet"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"model.name: {name!r} is not a local folder" in err and "Repo id" not in err
+    assert not out.exists()
+    (tmp_path / "models" / "no" / "such").mkdir(parents=True)  # the path corrected: the same --out is accepted
+    config_file.write_text(yaml.safe_dump({"model": {"name": "./models/no/such"}, "data": {"people": 1, "books": 1}}))
+    RunFolder(out, load_config(config_file), load_benchmark).close()
+
+
+def test_a_hub_id_is_accepted_without_reaching_the_hub(tmp_path):
+    RunFolder(tmp_path / "run", build_config({"model": {"name": "someone/some-model"}}), load_benchmark).close()

@@ -8,10 +8,13 @@ exactly as a YAML file is.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import os
 import types
 import typing
 import warnings
@@ -98,9 +101,25 @@ class ModelConfig(_Section):
             (self.max_length >= 2, "max_length", ">= 2 (a prompt token and an answer token)"),
         ]
 
+    def check_local_path(self) -> None:
+        """A ``name`` that can only be a local path (``_is_path``) must exist. Checked when a run folder is made, so
+        a mistyped path writes nothing (not when a stored config is read: a resumed run may be opened from another
+        directory, or only to read its results). A hub id is left to transformers: no network is asked here."""
+        path = Path(self.name).expanduser()
+        if _is_path(self.name) and not path.exists():
+            raise ConfigError(f"model.name: {self.name!r} is not a local folder ({path.absolute()} does not exist) "
+                              "nor a hub id ('owner/name')")
+
     def _no_effect(self) -> list[tuple[str, str]]:
         lora = ("lora_r", "lora_alpha", "lora_dropout")
         return [(name, "model.adapter is 'full'") for name in lora] if self.adapter == "full" else []
+
+
+def _is_path(name: str) -> bool:
+    """Whether a model name can only be a local path: it starts with '.', '~' or a separator, or has a separator
+    other than the one slash of a hub id ('owner/name')."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    return name.startswith((".", "~", *separators)) or name.count("/") > 1 or any(s in name for s in separators - {"/"})
 
 
 @dataclass
@@ -623,15 +642,26 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         (item,) = typing.get_args(annotation)
         return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value) if abs(value) < 2 ** 1024 else math.inf  # float() raises beyond that
     if annotation is float and isinstance(value, str):  # PyYAML reads 2e-4 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            value = float(value)
     if annotation in (int, float) and isinstance(value, bool) or not isinstance(value, annotation):
         raise ConfigError(f"{where}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
+    if annotation is float and not math.isfinite(value):  # no field gives inf or NaN a meaning
+        raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+    if annotation is str:
+        _check_unicode(value, where)
     return value
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """YAML's (and JSON's) escapes can make a lone surrogate, which no file (config.yaml, a path) can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ConfigError(f"{where}: not valid Unicode text (character {err.start + 1} is a lone surrogate "
+                          f"{ascii(text[err.start])})") from None
 
 
 REMOVED_FIELDS: dict[str, tuple[Any, str]] = {

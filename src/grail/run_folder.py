@@ -1,9 +1,11 @@
 """The run folder: what guards it, where things go in it, how long each step took.
 
 A run folder belongs to one config and one data set. It is created only once both are known to be good (the
-config validated, the data loaded), is used by one grail process at a time (a lock the next process names in
-its error), and refuses a resume whose config or data differ from what the run began with. Every step's output
-is written atomically and a step whose output exists is skipped (``cached``), so an interrupted run resumes.
+config validated, a local model path found, the data loaded), is used by one grail process at a time (a lock the
+next process names in its error), and refuses a resume whose config or data differ from what the run began with.
+It keeps the data it began with (data.jsonl), so it resumes from any directory (``RunFolder._load_benchmark``).
+Every step's output is written atomically and a step whose output exists is skipped (``cached``), so an
+interrupted run resumes.
 
     RUN/config.yaml     the resolved config (written last when the folder is created: its presence makes a run)
     RUN/data.jsonl      the data the run began with, in our JSONL format
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -23,9 +26,12 @@ from typing import TypeVar
 
 from grail import distributed, io
 from grail.config import RunConfig, build_config, read_yaml_mapping
-from grail.data.examples import Benchmark
+from grail.data.examples import Benchmark, SourceUnreachableError
+from grail.data.loaders import load_jsonl
 
 T = TypeVar("T")
+
+log = logging.getLogger("grail.run_folder")
 
 LOCK_FILE = ".lock"
 _HELD: dict[Path, list[int]] = {}
@@ -102,8 +108,10 @@ class RunFolder:
             config = stored
         elif distributed.main_value(self.root.is_dir() and bool(set(os.listdir(self.root)) - {LOCK_FILE})):
             raise RunFolderError(f"{self.root} exists and is not a grail run folder; refusing to write into it")
+        else:
+            config.model.check_local_path()  # a mistyped model path fails here, before the folder is written to
         self.config: RunConfig = config
-        self.benchmark = load_data(config)  # bad data fails here, before the folder is written to
+        self.benchmark = self._load_benchmark(config, load_data, data_file)  # bad data fails here too
         data, trained_on = self.benchmark.to_jsonl(), self.benchmark.to_jsonl(trained_only=True)
         self.data_hash = hashlib.sha256(trained_on.encode()).hexdigest()[:16]
         """The identity of the data models are trained on (a short SHA-256 of data.jsonl's text without the scopes
@@ -121,9 +129,11 @@ class RunFolder:
                 if snapshot == trained_on != data:  # a run begun before holdout data existed: add it
                     io.write_text(data_file, data)
                 elif snapshot != data:
+                    relative = config.data.path is not None and not Path(config.data.path).expanduser().is_absolute()
                     raise RunFolderError(
                         f"the data changed since this run began: {config.data.path or 'the built-in benchmark'} "
-                        f"no longer gives {data_file}; restore it, or start a new run with another --out")
+                        f"{'(from the current directory) ' if relative else ''}no longer gives {data_file}; restore "
+                        "it, or start a new run with another --out")
             else:
                 io.write_text(data_file, data)
             if not has_config:
@@ -134,6 +144,26 @@ class RunFolder:
                 raise RunFolderError(f"{self.root}: cannot write here ({err.strerror})") from None
             raise
         self.timings_file = self.root / "timings.json"
+
+    @staticmethod
+    def _load_benchmark(config: RunConfig, load_data: Callable[[RunConfig], Benchmark], data_file: Path) -> Benchmark:
+        """The run's data from its source, or, when a resumed run's source cannot be reached from here, the data the
+        run began with (data.jsonl; a log line says so).
+
+        A config names its data as the user wrote it, and a relative ``data.path`` (or a domain's ``path``) is read
+        from the current directory: from another directory, a resume would not find its data. The folder keeps that
+        data itself, so a reachable source is checked against data.jsonl (an edited source is refused: see
+        ``__init__``) and an unreachable one is replaced by it. Storing absolute paths instead would tie the folder
+        to one machine's layout (a copied or moved folder, or data moved after the run, would again fail) and change
+        the stored config away from the one the user gave; a new run still needs its source."""
+        try:
+            return load_data(config)
+        except SourceUnreachableError as err:
+            if not distributed.main_value(data_file.is_file()):  # a new run: nothing to go on with
+                raise
+            if distributed.is_main():
+                log.warning("%s; resuming with the data this run began with (%s)", err, data_file)
+            return load_jsonl(data_file)
 
     def close(self) -> None:
         """Let other processes use the folder (once every holder in this process has closed it)."""

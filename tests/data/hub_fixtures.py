@@ -68,3 +68,18 @@ def muse_configs(revision: str = "current") -> Configs:
         "raw": {split: [{"text": _text(f"raw-{split}-", 300)}]
                 for split in ("forget", "retain1", "retain2", "holdout")},
     }
+
+
+TEXT_CONFIGS = ("privleak", "raw")
+"""MUSE's configs whose records are texts: in its authors' repository, JSON lists of plain strings."""
+
+
+def write_muse_repository(root: Path, configs: Configs) -> Path:
+    """MUSE as its authors publish it (their repository's ``data/<corpus>/``): ``<config>/<split>.json``, each a JSON
+    list; the records of ``privleak`` and ``raw`` are their texts as plain strings, the others objects."""
+    for config, splits in configs.items():
+        (root / config).mkdir(parents=True, exist_ok=True)
+        for split, records in splits.items():
+            rows = [r["text"] for r in records] if config in TEXT_CONFIGS else records
+            (root / config / f"{split}.json").write_text(json.dumps(rows, indent=2))
+    return root

@@ -176,3 +176,31 @@ def test_jsonl_and_knowundo_take_a_holdout(tmp_path):
     (folder / "retention_val.json").write_text(json.dumps([{"text": "v", "labels": "V"}]))
     val = load_knowundo_dir(folder.parent, ["privacy"], "val").domains[0]
     assert [e.prompt for e in val.forget] == ["h"] and not val.holdout  # the val split's forget set is unlearn_val
+
+
+@pytest.mark.parametrize("field", ["domain", "prompt", "answer", "span", "paraphrase"])
+def test_a_lone_surrogate_is_refused_with_file_line_and_field(tmp_path, field):
+    """A lone surrogate's JSON escape is valid JSON but no Unicode text: the run's data.jsonl could not hold it."""
+    bad = {**GOOD[0], "paraphrase": "p1 in other words", field: "x\ud800"}
+    path = _write_jsonl(tmp_path / "bad.jsonl", [GOOD[0], bad, *GOOD[1:]])
+    with pytest.raises(DataError) as err:
+        load_jsonl(path)
+    assert str(err.value) == (f"{path} line 2: field {field!r} is not valid Unicode text (character 2 is a lone "
+                              "surrogate '\\ud800')")
+
+
+def test_a_lone_surrogate_in_a_knowundo_file_is_refused(tmp_path):
+    files = {f: _records(2, f) for f in KNOWUNDO_FILES}
+    files["unlearn_train.json"] = [{"text": "q", "labels": "\udfff a"}]
+    _knowundo(tmp_path, "privacy", files)
+    with pytest.raises(DataError, match=r"unlearn_train.json record 0: field 'labels' is not valid Unicode text"):
+        load_knowundo_dir(tmp_path, ["privacy"])
+
+
+def test_the_holdout_hint_names_every_source_grail_reads():
+    """What ``grail attack`` and calibration say when a domain has no holdout: where each source keeps one."""
+    from grail.data.examples import HOLDOUT_SOURCES
+
+    for where in ("JSONL", "scope 'holdout'", "KnowUnDo", "unlearn_val", "TOFU", "forget10's other authors",
+                  "'full'", "MUSE", "privleak/holdout", "built-in benchmark"):
+        assert where in HOLDOUT_SOURCES

@@ -5,7 +5,7 @@ import logging
 import shutil
 
 import pytest
-from hub_fixtures import muse_configs, tofu_configs, write_dataset
+from hub_fixtures import muse_configs, tofu_configs, write_dataset, write_muse_repository
 
 from grail.config import build_config
 from grail.data.examples import DataError
@@ -56,13 +56,50 @@ def test_muse_in_both_revisions(tmp_path, revision, layout, caplog):
     assert len(domain.retain) == 5 and domain.retain[3].prompt.startswith("raw-retain1-0 ")
     assert domain.retain_heldout[0].prompt.startswith("pr0 ") and len(domain.holdout) == 2
     assert [e.answer for e in domain.shots] == ["icl answer 0", "icl answer 1"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # privleak is there: nothing missing
 
 
-def test_muse_without_raw_and_privleak(tmp_path):
+def test_muse_without_raw_and_privleak_warns_what_is_missing(tmp_path, caplog):
     configs = muse_configs()
     del configs["privleak"], configs["raw"]
-    domain = load_muse("news", str(write_dataset(tmp_path / "m", configs, "folders")))
-    assert len(domain.forget) == 5 and len(domain.retain) == 3 and not domain.holdout
+    with caplog.at_level(logging.INFO, logger="grail.data"):
+        domain = load_muse("news", str(write_dataset(tmp_path / "m", configs, "folders")))
+    assert len(domain.forget) == 5 and len(domain.retain) == 3 and not domain.holdout and not domain.retain_heldout
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{tmp_path / 'm'}: no privleak config" in warning
+    for missing in ("domain 'news' has no holdout", "base model", "membership-inference non-members",
+                    "no retain_heldout"):
+        assert missing in warning
+
+
+def test_muse_as_its_authors_publish_it(tmp_path, caplog):
+    """Their repository's data/<corpus>/ folder: privleak and raw are JSON lists of plain strings, each a text."""
+    configs = muse_configs()
+    with caplog.at_level(logging.INFO, logger="grail.data"):
+        published = load_muse("news", str(write_muse_repository(tmp_path / "news", configs)), max_length=64,
+                              raw_chunks=2)
+    from_hub = load_muse("news", str(write_dataset(tmp_path / "hub", configs, "folders")), max_length=64,
+                         raw_chunks=2)
+    assert published == from_hub
+    assert len(published.holdout) == 2 and published.retain_heldout and len(published.retain) == 5
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("config,split,records,message", [
+    ("privleak", "holdout", ["a text of words", 3], r"holdout.json record 1: expected a JSON object or a string, "
+                                                    r"got int"),
+    ("privleak", "forget", ["   "], r"MUSE \(config 'privleak', split 'forget'\) record 0: the text is empty"),
+    ("raw", "forget", [["a list"]], r"forget.json record 0: expected a JSON object or a string, got list"),
+    ("privleak", "retain", ["x\ud800 y"], r"MUSE \(config 'privleak', split 'retain'\) record 0: the text is not "
+                                          r"valid Unicode text"),
+    ("knowmem", "forget_qa", ["a question?"], r"MUSE \(config 'knowmem', split 'forget_qa'\) record 0: expected a "
+                                              r"JSON object, got str"),
+])
+def test_bad_records_of_the_published_layout_are_named(tmp_path, config, split, records, message):
+    root = write_muse_repository(tmp_path / "MUSE", muse_configs())
+    (root / config / f"{split}.json").write_text(json.dumps(records))
+    with pytest.raises(DataError, match=message):
+        load_muse("news", str(root), raw_chunks=1)
 
 
 def test_new_scopes_round_trip_through_our_jsonl_and_train_nothing(tmp_path):

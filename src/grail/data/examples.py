@@ -41,8 +41,20 @@ UNTRAINED_SCOPES = (HOLDOUT_SCOPE, SHOTS_SCOPE, KNOWLEDGE_SCOPE)
 ALL_SCOPES = (*SCOPES, HELDOUT_SCOPE, *UNTRAINED_SCOPES)
 
 
+HOLDOUT_SOURCES = ("our JSONL: records with scope 'holdout'; KnowUnDo: with the train split, unlearn_val (the hub: "
+                   "the unlearn split's val column); TOFU: forget10's other authors, from the 'full' config (e.g. "
+                   "forget01 with retain90); MUSE: privleak/holdout; the built-in benchmark: always")
+"""Where each source grail reads keeps a domain's holdout: what an error or warning about a missing holdout names."""
+
+
 class DataError(ValueError):
     """Bad input data. The message names the file and the record (or line)."""
+
+
+class SourceUnreachableError(DataError):
+    """The data's source cannot be reached from here: no such file or folder (a relative path read from another
+    directory, a moved file), or a hub dataset without the network. A resumed run folder then goes on with the data
+    it keeps (``RunFolder``); a new run cannot."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ A local folder may be in any layout the hub has used for the benchmarks grail re
 - ``README.md`` with a ``configs:`` header (what the hub itself reads; parquet or JSON data files): read by
   ``datasets``, exactly as the hub dataset would be;
 - ``<config>.json`` / ``<config>.jsonl`` at the top (TOFU's first revision): one split, ``train``;
-- ``<config>/<split>-00000-of-00001.parquet`` or ``<config>/<split>.json(l)`` (a parquet export).
-Every error names the dataset, the config and, where it gets that far, the split and the record.
+- ``<config>/<split>-00000-of-00001.parquet`` or ``<config>/<split>.json(l)`` (a parquet export, or MUSE's own
+  repository, whose privleak and raw records are plain strings).
+A record is an object, or a string where the split holds texts (``loaders.record_text``). Every error names the
+dataset, the config and, where it gets that far, the split and the record (or the file and the record).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 
 import yaml
 
-from grail.data.examples import DataError
+from grail.data.examples import DataError, SourceUnreachableError
 
 log = logging.getLogger("grail.data")
 
-Records = list[dict[str, Any]]
+Records = list[dict[str, Any] | str]
+"""A split's records: objects, or (a text split in its authors' layout) plain strings."""
 SHARD = re.compile(r"^(?P<split>.+?)(-\d{5}-of-\d{5})?\.(?P<ext>parquet|jsonl|json)$")
 
 
@@ -38,7 +41,7 @@ def read_config(dataset: str, config: str, optional: bool = False) -> dict[str, 
     if root.is_dir():
         splits, configs = _read_local(root, config)
     elif dataset.startswith((".", "/", "~")) or root.exists():
-        raise DataError(f"{dataset}: no such folder")
+        raise SourceUnreachableError(f"{dataset}: no such folder")
     else:
         splits, configs = _read_hub(dataset, config)
     if splits is None and not optional:
@@ -85,7 +88,7 @@ def _read_local(root: Path, config: str) -> tuple[dict[str, Records] | None, lis
         return (_load_with_datasets(str(root), config) if config in configs else None), configs
     for suffix in (".json", ".jsonl"):
         if (root / f"{config}{suffix}").is_file():
-            records = _read_json_records(root / f"{config}{suffix}", where(str(root), config, "train"))
+            records = _read_json_records(root / f"{config}{suffix}")
             return {"train": records}, [config]
     folder = root / config
     if not folder.is_dir():
@@ -98,7 +101,6 @@ def _read_local(root: Path, config: str) -> tuple[dict[str, Records] | None, lis
         if not match:
             continue
         split = match["split"]
-        at = where(str(root), config, split)
         if match["ext"] == "parquet":
             import pyarrow.parquet as pq  # installed with datasets
 
@@ -107,15 +109,16 @@ def _read_local(root: Path, config: str) -> tuple[dict[str, Records] | None, lis
             except Exception as err:  # pyarrow raises several kinds for a broken file
                 raise DataError(f"{path}: not a readable parquet file ({err})") from None
         else:
-            records = _read_json_records(path, at)
+            records = _read_json_records(path)
         splits.setdefault(split, []).extend(records)
     if not splits:
         raise DataError(f"{folder}: no data files (expected <split>.parquet, <split>.json or <split>.jsonl)")
     return splits, [config]
 
 
-def _read_json_records(path: Path, at: str) -> Records:
-    """A JSON list of records, or JSON lines."""
+def _read_json_records(path: Path) -> Records:
+    """A JSON list of records, or JSON lines; each record an object or a string (a text), checked further by
+    what reads its fields."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -125,8 +128,9 @@ def _read_json_records(path: Path, at: str) -> Records:
             records = json.loads(text)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+        places = [f"record {i}" for i in range(len(records))]
     else:
-        records = []
+        records, places = [], []
         for line_no, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
@@ -134,9 +138,10 @@ def _read_json_records(path: Path, at: str) -> Records:
                 except json.JSONDecodeError as err:
                     raise DataError(f"{path} line {line_no}: invalid JSON ({err.msg} at column {err.colno})"
                                     ) from None
-    for i, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise DataError(f"{at} record {i}: expected a JSON object, got {type(record).__name__}")
+                places.append(f"line {line_no}")
+    for place, record in zip(places, records):
+        if not isinstance(record, (dict, str)):
+            raise DataError(f"{path} {place}: expected a JSON object or a string, got {type(record).__name__}")
     return records
 
 
@@ -156,6 +161,6 @@ def _read_hub(dataset: str, config: str) -> tuple[dict[str, Records] | None, lis
     try:
         names = datasets.get_dataset_config_names(dataset)
     except Exception as err:  # no network, unknown repository, gated dataset: many kinds
-        raise DataError(f"{dataset}: cannot reach the dataset on the hub ({type(err).__name__}: {err}); pass a "
-                        "local copy's folder as path") from None
+        raise SourceUnreachableError(f"{dataset}: cannot reach the dataset on the hub ({type(err).__name__}: {err}); "
+                                     "pass a local copy's folder as path") from None
     return (_load_with_datasets(dataset, config) if config in names else None), names

@@ -21,6 +21,7 @@ from grail.data.examples import (
     DataError,
     Domain,
     Example,
+    SourceUnreachableError,
     check_domain_name,
 )
 
@@ -34,6 +35,7 @@ KNOWUNDO_HUB_SPLITS = {"forget": "unlearn", "retain": "retention"}
 
 
 def text_field(record: Any, key: str, where: str) -> str:
+    """The record's field ``key``: a non-empty string of valid Unicode text, else an error naming ``where``."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
     if record.get(key) is None:  # absent, or null (how a parquet table shows a record without it)
@@ -41,8 +43,26 @@ def text_field(record: Any, key: str, where: str) -> str:
     value = record[key]
     if not isinstance(value, str):
         raise DataError(f"{where}: field {key!r} must be a string, got {type(value).__name__}")
+    return _checked_text(value, f"field {key!r}", where)
+
+
+def record_text(record: Any, where: str) -> str:
+    """A text split's record: a plain string (how MUSE's authors publish privleak and raw) or an object's ``text``."""
+    if isinstance(record, str):
+        return _checked_text(record, "the text", where)
+    return text_field(record, "text", where)
+
+
+def _checked_text(value: str, what: str, where: str) -> str:
+    """``value``, refused when blank or when it is no Unicode text: JSON's escapes can spell a lone surrogate
+    ("\\ud800"), which no UTF-8 file (the run's data.jsonl) can hold."""
     if not value.strip():
-        raise DataError(f"{where}: field {key!r} is empty")
+        raise DataError(f"{where}: {what} is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DataError(f"{where}: {what} is not valid Unicode text (character {err.start + 1} is a lone surrogate "
+                        f"{ascii(value[err.start])})") from None
     return value
 
 
@@ -52,7 +72,7 @@ def _optional_text(record: dict, key: str, where: str) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{where}: field {key!r} must be a non-empty string when given")
-    return value
+    return _checked_text(value, f"field {key!r}", where)
 
 
 def _check_complete(domains: dict[str, Domain], source: str) -> Benchmark:
@@ -69,7 +89,7 @@ def load_jsonl(path: str | Path) -> Benchmark:
     wording)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise SourceUnreachableError(f"{path}: no such file")
     domains: dict[str, Domain] = {}
     with path.open("rb") as lines:
         for line_no, raw in enumerate(lines, start=1):
@@ -129,11 +149,13 @@ def load_knowundo_dir(root: str | Path, domains: Iterable[str], split: str = "tr
     root = Path(root)
     if split not in KNOWUNDO_FILES:
         raise DataError(f"split must be one of {list(KNOWUNDO_FILES)}, got {split!r}")
+    if not root.is_dir():
+        raise SourceUnreachableError(f"{root}: no such folder")
     result: dict[str, Domain] = {}
     for name in domains:
         folder = root / name
         if not folder.is_dir():
-            present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            present = sorted(p.name for p in root.iterdir() if p.is_dir())
             raise DataError(f"{folder}: unknown domain {name!r} (no such folder; {root} has {present})")
         domain = Domain(name)
         for scope, filename in KNOWUNDO_FILES[split].items():
@@ -167,6 +189,8 @@ def load_knowundo_hub(domains: Iterable[str], split: str = "train", dataset_id: 
                 table = datasets.load_dataset(dataset_id, name, split=hub_split)
             except ValueError as err:
                 raise DataError(f"{where}: cannot load ({err})") from None
+            except OSError as err:  # no such folder, no network, no such dataset on the hub
+                raise SourceUnreachableError(f"{where}: cannot reach it ({type(err).__name__}: {err})") from None
             if split not in table.column_names or len(table) == 0:
                 raise DataError(f"{where}: no column {split!r} (columns {table.column_names})")
             domain.scope(scope).extend(knowundo_records(table[0][split], f"{where} column {split!r}"))

@@ -9,6 +9,8 @@
 - ``raw`` (opt-in, ``raw_chunks``): the corpora themselves cut into pieces of about ``model.max_length`` tokens;
   the first ``raw_chunks`` pieces of ``forget`` -> forget and of ``retain1`` -> retain, so stage 0 and the oracle
   train on text as MUSE's target model did (the oracle on the retain side only).
+A privleak or raw record is ``{"text": ...}`` (the hub) or the text itself (MUSE's own repository, ``data/<corpus>/``).
+Without privleak the domain has no holdout and no retain_heldout: a warning says what that leaves out.
 A text becomes a continuation example: its first ``max_length // 2`` words (about 0.65 tokens per model position
 for English), the first quarter of them the prompt and the rest the answer.
 Split names changed between dataset revisions (``retain_qa`` / ``retain2_qa``, ``retain`` / ``retain2``): both are
@@ -17,11 +19,14 @@ accepted, and a log line says which was used.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 from grail.data.examples import DataError, Domain, Example
 from grail.data.hub import Records, pick_split, read_config, where
-from grail.data.loaders import text_field
+from grail.data.loaders import record_text, text_field
+
+log = logging.getLogger("grail.data")
 
 MUSE_HUB_IDS = {"news": "muse-bench/MUSE-News", "books": "muse-bench/MUSE-Books"}
 # Each split under its names in the dataset's revisions, the current one first.
@@ -63,8 +68,12 @@ class _Corpus:
         return [tuple(text_field(r, k, where(self.dataset, config, split, i)) for k in keys)
                 for i, r in enumerate(rows)]
 
-    def texts(self, config: str, split: str, rows: Records, words: int) -> list[Example]:
-        examples = [continuation(text, words) for (text,) in self.field(config, split, rows, "text")]
+    def texts(self, config: str, split: str, rows: Records) -> list[str]:
+        """A text split's texts: each record's ``text``, or the record itself where it is a plain string."""
+        return [record_text(r, where(self.dataset, config, split, i)) for i, r in enumerate(rows)]
+
+    def continuations(self, config: str, split: str, rows: Records, words: int) -> list[Example]:
+        examples = [continuation(text, words) for text in self.texts(config, split, rows)]
         return [ex for ex in examples if ex is not None]
 
 
@@ -88,12 +97,16 @@ def load_muse(name: str, path: str | None = None, corpus: str = "news", max_leng
     for names, target in ((("forget",), domain.forget), (PRIVLEAK_RETAIN, domain.retain_heldout),
                           (("holdout",), domain.holdout)):
         found = muse.split("privleak", names, config_optional=True)
-        if found:
-            target.extend(muse.texts("privleak", *found, words))
+        if found is None:  # no privleak config at all (a config without one of these splits is an error)
+            log.warning("%s: no privleak config, so domain %r has no holdout (no calibrated stop reference beyond the "
+                        "base model, no membership-inference non-members: grail attack needs them) and no "
+                        "retain_heldout (RS_heldout is not measured)", muse.dataset, name)
+            break
+        target.extend(muse.continuations("privleak", *found, words))
 
     if raw_chunks:
         for names, target in ((("forget",), domain.forget), (RAW_RETAIN, domain.retain)):
             split, rows = muse.split("raw", names)
-            pieces = [ex for (text,) in muse.field("raw", split, rows, "text") for ex in chunks(text, words)]
+            pieces = [ex for text in muse.texts("raw", split, rows) for ex in chunks(text, words)]
             target.extend(pieces[:raw_chunks])
     return domain

@@ -59,8 +59,9 @@ def load_tofu(name: str, path: str | None = None, forget: str = "forget10", reta
     perturbed = _rows(dataset, f"{forget}_perturbed", optional=True)
     for i, row in enumerate(perturbed or []):
         at = where(dataset, f"{forget}_perturbed", "train", i)
+        question = text_field(row, "question", at)  # a record that is no object is refused here
         if "paraphrased_question" in row:
-            question, paraphrase = text_field(row, "question", at), text_field(row, "paraphrased_question", at)
+            paraphrase = text_field(row, "paraphrased_question", at)
             if paraphrase.strip() != question.strip():
                 paraphrases[question] = paraphrase
     domain = Domain(name, forget=[Example(ex.prompt, ex.answer, None, paraphrases.get(ex.prompt))
