@@ -3,6 +3,7 @@ anything else is argparse's usage error (exit 2) before any work; bad input and 
 line on stderr and their exit status."""
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,56 @@ def test_other_errors_pass_through_and_a_finished_body_is_exit_0():
     with cli._RunFolderErrors("run", Path("RUN")) as errors:
         pass
     assert errors.status == cli.EXIT_OK
+
+
+# ---- places that cannot be written or read: one line naming the path, exit 2 ---------------------------------------
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "name_too_long"])
+def test_an_out_folder_that_cannot_be_made_is_exit_2_in_one_line(tiny_config, tmp_path, capsys, where):
+    (tmp_path / "file").write_text("a user's file")
+    folder = tmp_path / "file" / "run" if where == "under_a_file" else tmp_path / ("x" * 300)
+    assert cli.main(["finetune", "--config", str(tiny_config), "--out", str(folder), "--quiet"]) == 2
+    err = _one_line(capsys)
+    assert err.startswith(f"grail finetune: {folder}: cannot ") and "choose another --out" in err, err
+    assert (tmp_path / "file").read_text() == "a user's file"
+
+
+def _jsonl_config(tmp_path) -> tuple[Path, Path]:
+    from grail.data.builtin import builtin_benchmark
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(builtin_benchmark(seed=0, people=1, books=1).to_jsonl())
+    config = tmp_path / "jsonl.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RUN, "data": {"source": "jsonl", "path": str(data)}}))
+    return data, config
+
+
+def test_an_unreadable_data_file_is_exit_2_naming_it(tmp_path, monkeypatch, capsys):
+    import errno
+
+    data, config = _jsonl_config(tmp_path)
+    opened = Path.open
+
+    def refuse(self, *args, **kwargs):  # what a file of another user's, mode 0600, gives
+        if self == data:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    folder = tmp_path / "run"
+    assert cli.main(["finetune", "--config", str(config), "--out", str(folder), "--quiet"]) == 2
+    assert _one_line(capsys) == f"grail finetune: {data}: cannot read the data (Permission denied)"
+    assert not folder.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file of mode 0000: needs another user")
+def test_a_data_file_without_read_permission_is_exit_2_naming_it(tmp_path, capsys):
+    data, config = _jsonl_config(tmp_path)
+    data.chmod(0)
+    assert cli.main(["finetune", "--config", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert _one_line(capsys) == f"grail finetune: {data}: cannot read the data (Permission denied)"

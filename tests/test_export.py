@@ -1,6 +1,7 @@
 """grail export: the unlearned model loads in a fresh process without grail and gives the run's logits."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -108,3 +109,22 @@ def test_export_refuses_what_it_cannot_do_and_overwrites_nothing(lora_run, tmp_p
     assert "no unlearned model of method 'npo'" in err and "the run has ['grail']" in err
     assert main(["export", str(tmp_path), str(tmp_path / "c")]) == 2
     assert not any(p.name in ("a", "b", "c") or p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "name_too_long"])
+def test_an_export_folder_that_cannot_be_written_is_exit_2_naming_it(lora_run, tmp_path, capsys, where):
+    (tmp_path / "file").write_text("a user's file")
+    out = tmp_path / "file" / "export" if where == "under_a_file" else tmp_path / ("x" * 300)
+    assert main(["export", str(lora_run), str(out), "--merged"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"grail export: {out}: cannot write here ("), err
+    assert (tmp_path / "file").read_text() == "a user's file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder: needs another user")
+def test_an_export_folder_under_a_read_only_folder_is_exit_2_naming_it(lora_run, tmp_path, capsys):
+    shelf = tmp_path / "read-only"
+    shelf.mkdir(mode=0o555)
+    assert main(["export", str(lora_run), str(shelf / "export"), "--merged"]) == 2
+    assert capsys.readouterr().err.strip() == (f"grail export: {shelf / 'export'}: cannot write here (Permission "
+                                               "denied)")

@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,63 @@ def test_wheel_file_finds_a_packages_file_or_says_how_to_install_it():
         io.wheel_file("no_such_wheel", "model.gguf", "the embedded model")
     with pytest.raises(RuntimeError, match=r"model\.gguf: the yaml wheel is installed but this file is missing"):
         io.wheel_file("yaml", "model.gguf", "a test")
+
+
+# ---- a shared place (the model cache): another process may publish the same entry first -----------------------------
+def _folder_with(folder: Path, text: str) -> Path:
+    folder.mkdir()
+    (folder / "weights.bin").write_text(text)
+    return folder
+
+
+def test_publishing_an_entry_twice_keeps_the_first_and_leaves_no_staging(tmp_path):
+    first, second = _folder_with(tmp_path / "first", "first"), _folder_with(tmp_path / "second", "second")
+    entry = tmp_path / "cache" / "vanilla" / "key"
+    io.copy_dir(first, entry, keep_existing=True)
+    io.copy_dir(second, entry, keep_existing=True)  # a second run of the same config, finishing later
+    assert [p.name for p in entry.iterdir()] == ["weights.bin"] and (entry / "weights.bin").read_text() == "first"
+    assert _staging_left(tmp_path / "cache") == []
+
+
+def test_an_entry_published_between_staging_and_rename_is_kept(tmp_path, monkeypatch):
+    entry = tmp_path / "cache" / "key"
+    rename = os.replace
+
+    def another_process_first(source, target):  # the other process renames its copy in just before this one
+        if Path(target) == entry:
+            _folder_with(entry, "theirs")
+        rename(source, target)
+
+    monkeypatch.setattr(io.os, "replace", another_process_first)
+    with io.staged_dir(entry, keep_existing=True) as staging:
+        (staging / "weights.bin").write_text("ours")
+    assert [p.name for p in entry.iterdir()] == ["weights.bin"] and (entry / "weights.bin").read_text() == "theirs"
+    assert _staging_left(tmp_path) == []
+
+
+# ---- permissions: what grail writes is as readable as what any program writes under the user's umask --------------
+def _modes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): stat.S_IMODE(p.lstat().st_mode) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("umask,file_mode,folder_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750),
+                                                         (0o002, 0o664, 0o775)],
+                         ids=["umask-022", "umask-027", "umask-002"])
+def test_files_and_folders_get_the_usual_permissions_under_the_umask(tmp_path, umask, file_mode, folder_mode):
+    from safetensors.torch import save_file
+
+    before = os.umask(umask)
+    try:
+        io.save_tensors(tmp_path / "masks.safetensors", {"w": torch.ones(2)})
+        io.write_json(tmp_path / "results.json", {"ok": True})
+        with io.staged_dir(tmp_path / "adapter") as staging:
+            (staging / "inner").mkdir()
+            # what peft's save_pretrained does: safetensors writes its files 0600
+            save_file({"w": torch.ones(2)}, str(staging / "inner" / "adapter_model.safetensors"))
+        io.copy_dir(tmp_path / "adapter", tmp_path / "cache" / "entry")
+    finally:
+        os.umask(before)
+    modes = _modes(tmp_path)
+    assert modes == {name: folder_mode if (tmp_path / name).is_dir() else file_mode for name in modes}, modes
+    assert {"masks.safetensors", "adapter/inner/adapter_model.safetensors",
+            "cache/entry/inner/adapter_model.safetensors"} <= set(modes)

@@ -1,5 +1,6 @@
 """The pipeline end to end on the tiny model: outputs, audit, resume, refusal to overwrite."""
 
+import os
 import shutil
 
 import pytest
@@ -242,3 +243,106 @@ def test_ascent_stop_oracle_floors_ascent_at_the_oracles_log_probabilities(tmp_p
     assert stop.floor is not None and not stop.only_predicted  # the floor alone decides
     pipeline.run("unlearn")  # stage 3 runs with it end to end
     assert (tmp_path / "run" / "adapter_unlearned").is_dir()
+
+
+# ---- the shared cache of stage 0 (GRAIL_CACHE) ---------------------------------------------------------------------
+def _config_file(tmp_path, config: dict = TINY):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("stage 0 trained")
+
+
+def test_two_runs_of_one_config_finishing_stage_0_together_share_one_cache_entry(tmp_path, monkeypatch):
+    """The run that finishes second finds the entry the first published while it trained: it keeps that one (same
+    config and data, same content), discards its own copy and leaves no staging folder in the cache."""
+    from grail import pipeline
+    from grail.models import cache_dir
+
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    train = pipeline.finetune
+
+    def the_other_run_finishes_first(*args, **kwargs):
+        log = train(*args, **kwargs)
+        if not (tmp_path / "first").exists():
+            Pipeline(tmp_path / "first", build_config(TINY)).run("finetune")  # publishes the entry meanwhile
+        return log
+
+    monkeypatch.setattr(pipeline, "finetune", the_other_run_finishes_first)
+    Pipeline(tmp_path / "second", build_config(TINY)).run("finetune")
+    (entry,) = (cache_dir() / "vanilla").iterdir()
+    assert not entry.name.startswith(".") and [p.name for p in (cache_dir() / "vanilla").iterdir()] == [entry.name]
+    a, b, cached = (read_trainable_file(f) for f in (tmp_path / "first" / "adapter_vanilla",
+                                                     tmp_path / "second" / "adapter_vanilla", entry))
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], cached[k]) for k in a)
+    assert "stage0_finetune" in io.read_json(tmp_path / "second" / "timings.json")
+
+
+def test_stage_0_writes_files_others_can_read_under_the_umask(tmp_path, monkeypatch):
+    """peft and safetensors write 0600 files: the run folder and the cache must follow the umask (0644 / 0755)."""
+    import stat
+
+    from grail.models import cache_dir
+
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    before = os.umask(0o022)
+    try:
+        Pipeline(tmp_path / "run", build_config(TINY)).run("finetune")
+    finally:
+        os.umask(before)
+    written = [p for folder in (tmp_path / "run", cache_dir()) for p in folder.rglob("*")]
+    assert any(p.name == "adapter_model.safetensors" for p in written)
+    wrong = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in written
+             if stat.S_IMODE(p.stat().st_mode) != (0o755 if p.is_dir() else 0o644)}
+    assert not wrong, wrong
+
+
+def test_a_damaged_cache_entry_is_named_with_what_to_delete(tmp_path, monkeypatch, capsys):
+    """The error names the cache's file, not the run's copy, and says to delete the cache entry; that helps."""
+    from grail.models import cache_dir
+
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    config = _config_file(tmp_path)
+    assert main(["finetune", "--config", str(config), "--out", str(tmp_path / "first"), "--quiet"]) == 0
+    (entry,) = (cache_dir() / "vanilla").iterdir()
+    weights = entry / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    capsys.readouterr()
+    second = ["finetune", "--config", str(config), "--out", str(tmp_path / "second"), "--quiet"]
+    assert main(second) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"grail finetune: {weights}: not a readable safetensors file") and \
+        f"delete the cache entry {entry}" in last, last
+    assert not (tmp_path / "second" / "adapter_vanilla").exists()
+    shutil.rmtree(entry)  # as the message says
+    assert main(second) == 0
+
+
+def test_a_cache_that_is_a_file_is_named_before_stage_0_trains(tmp_path, monkeypatch, capsys):
+    from grail import pipeline
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("GRAIL_CACHE", str(blocker))
+    monkeypatch.setattr(pipeline, "finetune", _no_training)
+    folder = tmp_path / "run"
+    assert main(["finetune", "--config", str(_config_file(tmp_path)), "--out", str(folder), "--quiet"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("grail finetune: GRAIL_CACHE: cannot write ") and str(blocker) in last, last
+    assert blocker.read_text() == "not a folder" and not (folder / "adapter_vanilla").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder: needs another user")
+def test_a_read_only_cache_is_named_before_stage_0_trains(tmp_path, monkeypatch, capsys):
+    from grail import pipeline
+
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o555)
+    monkeypatch.setenv("GRAIL_CACHE", str(cache))
+    monkeypatch.setattr(pipeline, "finetune", _no_training)
+    assert main(["finetune", "--config", str(_config_file(tmp_path)), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("grail finetune: GRAIL_CACHE: cannot write ") and str(cache) in last, last

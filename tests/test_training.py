@@ -1,5 +1,8 @@
 """The shared epoch loop: a stage's random draws depend on its seed, not on what the process ran before."""
 
+import re
+
+import pytest
 import torch
 from torch import nn
 
@@ -50,3 +53,14 @@ def test_a_checkpoint_keeps_what_the_epochs_keep_between_them(tmp_path):
     assert kept is resumed.extra and torch.equal(kept["held"]["privacy"], torch.arange(3.0))
     other = Checkpoint(tmp_path, "another config")
     assert other.load(model, optimizer) == (0, []) and other.extra == {}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a checkpoint"])
+def test_an_unreadable_checkpoint_is_named_in_a_warning_and_the_stage_starts_again(tmp_path, damage):
+    """A checkpoint only saves progress: a damaged one is set aside and the stage gives what a fresh one gives."""
+    whole = _dropout_run()
+    _dropout_run(tmp_path, epochs=2)  # interrupted after two epochs
+    state = tmp_path / "state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2] if damage == "truncated" else b"text")
+    with pytest.warns(UserWarning, match=re.escape(f"{state}: unreadable checkpoint")):
+        assert _dropout_run(tmp_path, draws_before=500) == whole

@@ -10,10 +10,31 @@ import torch
 from grail import io
 from grail.config import read_yaml_mapping
 from grail.models import read_trainable_file
+from grail.run_folder import RunFolderError
 from grail.stages.localize import unflatten_masks
 from grail.stages.unlearn import UpdateMasks
 
 _SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+NO_UNLEARNED_MODEL = "no unlearned model: run stage 3 first (grail run / grail unlearn)"
+
+
+def _is_there(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name the system refuses (too long) names nothing
+        return False
+
+
+def require_unlearned_model(run_folder: str | Path) -> None:
+    """Refuse, naming the first missing file, a folder that holds no run or no unlearned model of GRAIL yet (a run
+    of stage 0 only): what ``grail audit`` checks, and what ``grail audit --evidence`` and ``grail attack`` report on,
+    is not there."""
+    folder = Path(run_folder)
+    if not _is_there(folder / "config.yaml"):
+        raise RunFolderError(f"{folder / 'config.yaml'}: missing: not a run folder; make one with grail run")
+    for needed in ("masks.safetensors", "adapter_vanilla", "adapter_unlearned"):
+        if not _is_there(folder / needed):
+            raise RunFolderError(f"{folder / needed}: missing: {NO_UNLEARNED_MODEL}")
 
 
 def bits_changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
@@ -28,9 +49,7 @@ def bits_changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
 def audit(run_folder: str | Path) -> dict:
     """Counts of frozen / free entries and how many of each changed; ``ok`` iff no frozen entry changed."""
     folder = Path(run_folder)
-    for needed in ("config.yaml", "masks.safetensors", "adapter_vanilla", "adapter_unlearned"):
-        if not (folder / needed).exists():
-            raise FileNotFoundError(f"{folder / needed}: missing (has the run finished stage 3?)")
+    require_unlearned_model(folder)
     config = read_yaml_mapping(folder / "config.yaml")
     policy = config.get("unlearn", {}).get("policy", "paper")
     localize_cfg = config.get("localize", {})

@@ -152,9 +152,18 @@ def _run_config(args: argparse.Namespace, folder: Path) -> RunConfig | None:
     """The config named by --config / --preset, the default one for a new folder, or None: the folder's own."""
     explicit = args.config is not None or args.preset is not None
     config = load_config(args.config, args.preset or "default") if explicit else None
-    if config is None and not (folder / "config.yaml").is_file():
+    if config is None and not _holds_run(folder):
         config = load_config()
     return config
+
+
+def _holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run (its config.yaml). A path the system refuses (a name too long) holds none; the
+    run folder then names the path and why when it is made."""
+    try:
+        return (folder / "config.yaml").is_file()
+    except OSError:
+        return False
 
 
 def _warn_unused_memflex(localize: LocalizeConfig, methods: list[str]) -> None:
@@ -180,7 +189,7 @@ def _method_names(text: str | None, known: Mapping[str, Method] = METHODS,
 
 def _require_run_folder(folder: Path) -> None:
     """A command on a finished run refuses a folder that holds none, before it opens (and so creates) anything."""
-    if not (folder / "config.yaml").is_file():
+    if not _holds_run(folder):
         from grail.run_folder import RunFolderError
 
         raise RunFolderError(f"{folder}: not a run folder (no config.yaml); make one with grail run")
@@ -371,20 +380,46 @@ def _attack(args: argparse.Namespace) -> int:
     with _RunFolderErrors(args.command, folder) as errors:
         _check_device(args.device)
         _require_run_folder(folder)
+        _require_attacked_models(args)
         with _opened_pipeline(args, folder, None, methods=None) as pipeline:  # the attacks train no method
             return _attack_models(args, pipeline)
     return errors.status
+
+
+def _named_methods(args: argparse.Namespace) -> list[str] | None:
+    """``grail attack --methods``' names (None: not given; ``grail audit --evidence`` has no such option)."""
+    if args.command != "attack" or args.methods is None:
+        return None
+    return [m.strip() for m in args.methods.split(",") if m.strip()]
+
+
+def _require_attacked_models(args: argparse.Namespace) -> None:
+    """Refuse, as ``grail audit`` does, a run without GRAIL's unlearned model (stage 0 only): the evidence is of its
+    audit, and the attacks' verdicts are about it. ``grail attack --methods`` names the models itself: those are
+    attacked (a name not in RUN/methods/ is refused when the attacks start)."""
+    from grail.audit import require_unlearned_model
+    from grail.run_folder import RunFolderError
+
+    if _named_methods(args):
+        return
+    try:
+        require_unlearned_model(args.run)
+    except RunFolderError as err:
+        from grail.pipeline import unlearned_methods
+
+        present = unlearned_methods(args.run) if args.command == "attack" else []
+        if not present:
+            raise
+        raise RunFolderError(f"{err}; or name the methods to attack with --methods (present: "
+                             f"{', '.join(present)})") from None
 
 
 def _attack_models(args: argparse.Namespace, pipeline: Pipeline) -> int:
     """The attacks on the opened run folder: RUN/attacks.*, and with ``grail audit --evidence`` RUN/evidence/."""
     from grail.attacks.runner import Attacks
 
-    methods = None
-    if args.command == "attack" and args.methods is not None:
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     attacks = Attacks(pipeline)
-    summary = attacks.run(methods)
+    summary = attacks.run(_named_methods(args))
     print((args.run / "attacks.md").read_text())
     if args.command == "audit":
         from grail.attacks.evidence import write_evidence
@@ -404,10 +439,11 @@ def _audit(args: argparse.Namespace) -> int:
     if args.evidence:
         return _attack(args)
     from grail.audit import audit
+    from grail.run_folder import RunFolderError
 
     try:
         result = audit(args.run)
-    except (FileNotFoundError, KeyError, ValueError) as err:  # DataError, ConfigError, a damaged file
+    except (RunFolderError, FileNotFoundError, KeyError, ValueError) as err:  # ConfigError, a damaged file
         print(f"grail audit: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(json.dumps(result, indent=2))
@@ -448,10 +484,11 @@ def _inspect(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     """``grail export RUN OUT``: the unlearned model as a Hugging Face folder with a model card."""
     from grail.export import ExportError, export_model
+    from grail.io import UnreadableFileError
 
     try:
         summary = export_model(args.run, args.out, args.method, args.merged, args.base_model)
-    except (ExportError, ConfigError, DataError, FileNotFoundError) as err:
+    except (ExportError, ConfigError, DataError, FileNotFoundError, UnreadableFileError) as err:
         print(f"grail export: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"grail export: {summary['method']} of {args.run} in {summary['form']} form "

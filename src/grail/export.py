@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,13 @@ def portable_base(config: RunConfig) -> str | None:
     if config.model.name == TINY_MODEL:
         return None
     return EMBEDDED_HUB_ID if config.model.name == EMBEDDED_MODEL else config.model.name
+
+
+def _is_there(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long: ``_check_writable`` says so
+        return False
 
 
 def unlearned_models(run: Path) -> list[str]:
@@ -92,7 +98,7 @@ def export_model(run: str | Path, out: str | Path, method: str = ModelName.GRAIL
     if not weights.is_dir():
         raise ExportError(f"{run}: no unlearned model of method {method!r} ({weights} is missing); the run has "
                           f"{unlearned_models(run) or 'none yet: finish it with grail run'}")
-    if out.exists():
+    if _is_there(out):
         raise ExportError(f"{out} exists; grail export never overwrites: choose another OUT")
     facts = _run_facts(run, method)
     config: RunConfig = facts.pop("config")
@@ -103,6 +109,7 @@ def export_model(run: str | Path, out: str | Path, method: str = ModelName.GRAIL
         raise ExportError(f"model.name {config.model.name!r} has no hub id to point an adapter at: pass "
                           "--base-model (a hub id or folder of the base model) or export --merged")
 
+    _check_writable(out)
     model, tokenizer = load_base(config.model, config.seed)
     with io.staged_dir(out) as staging:
         if merged:
@@ -126,11 +133,16 @@ def export_model(run: str | Path, out: str | Path, method: str = ModelName.GRAIL
                    "adapter": config.model.adapter, **facts}
         io.write_json(staging / "grail_export.json", summary)
         (staging / "README.md").write_text(model_card(summary, config))
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in staging.iterdir():  # some writers make private files: the folder is meant to be shared
-            path.chmod(0o666 & ~umask)
-    return summary
+    return summary  # staged_dir gave every file the umask's permissions: the folder is meant to be shared
+
+
+def _check_writable(out: Path) -> None:
+    """OUT's folder takes a new folder (made if need be), checked before the model is loaded and merged: a file in
+    the way, a read-only folder or a name too long is an ExportError naming OUT, not a traceback after the work."""
+    try:
+        io.check_can_stage(out)
+    except OSError as err:
+        raise ExportError(f"{out}: cannot write here ({io.write_problem(out, err)})") from None
 
 
 def _score_rows(evaluations: dict[str, dict], method: str) -> list[str]:

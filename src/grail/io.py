@@ -1,6 +1,9 @@
 """Atomic outputs: a file or folder appears complete or not at all, so an interrupted run never leaves half
 a result that a resumed run would mistake for a finished one.
 
+Everything written gets the permissions a plain ``open`` or ``mkdir`` gives under the user's umask, whatever the
+library that wrote it (``usual_permissions``): run folders and the model cache are read by other users too.
+
 Under several processes only process 0 writes, and every write ends with a barrier (see ``distributed``).
 """
 
@@ -12,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +28,49 @@ from grail import distributed
 
 def _staging(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def umask() -> int:
+    """The process's file-creation mask: from /proc where there is one (reading it changes nothing), else by setting
+    it and putting it straight back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def usual_permissions(path: Path) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the permissions a plain ``open`` or ``mkdir`` gives
+    under the umask (0644 and 0755 under umask 022). Some writers make private files (safetensors' ``save_file``:
+    0600), so another user's ``grail audit`` of a run, or a shared cache, could not read them. Links are left alone."""
+    mask = umask()
+    items = [path]
+    if path.is_dir() and not path.is_symlink():
+        for root, folders, files in os.walk(path):  # does not follow links
+            items += [Path(root, name) for name in folders + files]
+    for item in items:
+        mode = item.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            continue
+        full = 0o777 if stat.S_ISDIR(mode) or mode & 0o111 else 0o666
+        os.chmod(item, full & ~mask)
+
+
+def write_problem(path: Path, error: OSError) -> str:
+    """Why ``path`` cannot be written, in words, from the error that writing it gave: a file where a folder of the path
+    should be is named, as the system's "File exists" or "Not a directory" would not say which."""
+    for parent in path.parents:
+        try:
+            if parent.exists():
+                return f"{parent} is a file, not a folder" if not parent.is_dir() else error.strerror or str(error)
+        except OSError:
+            break
+    return error.strerror or str(error)
 
 
 def exists(path: Path) -> bool:
@@ -104,6 +151,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
         tmp = _staging(path)
         try:
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+            usual_permissions(tmp)  # safetensors writes 0600
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -124,34 +172,84 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise
     except Exception as err:  # safetensors raises its own SafetensorError (and OSError, ValueError)
-        raise UnreadableFileError(f"{path}: not a readable safetensors file ({err}); truncated or "
-                                  "overwritten?") from None
+        raise _unreadable_tensors(path, err) from None
+
+
+def _unreadable_tensors(path: Path, error: Exception) -> UnreadableFileError:
+    return UnreadableFileError(f"{path}: not a readable safetensors file ({error}); truncated or overwritten?")
+
+
+def check_readable_files(folder: Path) -> None:
+    """Every safetensors and JSON file in ``folder`` can be read, else an UnreadableFileError naming the first that
+    cannot. Of a safetensors file only the header and the length are checked (cheap even for a whole model): that is
+    what a truncated file fails."""
+    from safetensors import safe_open
+
+    for path in sorted(folder.rglob("*")):
+        if path.suffix == ".safetensors":
+            try:
+                with safe_open(str(path), "pt"):
+                    pass
+            except Exception as err:  # SafetensorError, OSError
+                raise _unreadable_tensors(path, err) from None
+        elif path.suffix == ".json":
+            read_json(path)
 
 
 @contextlib.contextmanager
-def staged_dir(path: Path) -> Iterator[Path]:
-    """Yield a staging folder; on success it replaces ``path`` in one rename (``path`` must not exist).
-    On processes other than 0 the folder is a throwaway one."""
-    if not distributed.is_main():
-        with tempfile.TemporaryDirectory() as throwaway:
-            yield Path(throwaway)
+def staged_dir(path: Path, keep_existing: bool = False) -> Iterator[Path]:
+    """Yield a staging folder; on success it replaces ``path`` in one rename, with the usual permissions
+    (``usual_permissions``). ``path`` must not exist, unless ``keep_existing`` (see ``staged_dir_here``). On processes
+    other than 0 the folder is a throwaway one."""
+    try:  # every process passes the barrier once, even where process 0's write failed (a caller may go on)
+        if not distributed.is_main():
+            with tempfile.TemporaryDirectory() as throwaway:
+                yield Path(throwaway)
+            return
+        with staged_dir_here(path, keep_existing) as tmp:
+            yield tmp
+    finally:
         distributed.barrier()
-        return
+
+
+@contextlib.contextmanager
+def staged_dir_here(path: Path, keep_existing: bool = False) -> Iterator[Path]:
+    """``staged_dir`` in this process alone, whatever the others do (for what each process would make for itself).
+
+    ``keep_existing``: ``path`` is an entry of a place several processes publish to, keyed by what made it (the model
+    cache): when another process published it first, before or while this one worked, its entry is kept and this
+    one's is discarded, as both hold the same. Otherwise an existing ``path`` is never replaced: the rename fails."""
     tmp = _staging(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         yield tmp
-        os.replace(tmp, path)
+        usual_permissions(tmp)
+        try:
+            os.replace(tmp, path)
+        except OSError:  # a folder with files (or a file) is there: it is never replaced
+            if not (keep_existing and path.is_dir()):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:  # the user's folder stays as it was, and no staging folder is left beside it
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    distributed.barrier()
 
 
-def copy_dir(source: Path, target: Path) -> None:
-    """Copy a folder atomically (the target appears complete or not at all)."""
-    with staged_dir(target) as tmp:
+def check_can_stage(path: Path) -> None:
+    """Raise the OSError that ``staged_dir(path)`` would meet making its staging folder (a file in the way, a folder
+    without write permission, a name too long), before the work whose result it holds. Only the parent folders, which
+    it would make too, stay behind."""
+    tmp = _staging(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tmp.rmdir()
+
+
+def copy_dir(source: Path, target: Path, keep_existing: bool = False) -> None:
+    """Copy a folder atomically (the target appears complete or not at all); ``keep_existing`` as in
+    ``staged_dir_here``."""
+    with staged_dir(target, keep_existing) as tmp:
         if distributed.is_main():
             shutil.copytree(source, tmp, dirs_exist_ok=True)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,30 +34,53 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GRAIL_CACHE", Path.home() / ".cache" / "grail"))
 
 
+def writable_cache_dir(*parts: str) -> Path:
+    """``cache_dir()/<parts>``, made if need be and checked writable, before the work whose result goes there: a
+    read-only ``GRAIL_CACHE``, or one that is a file, is then an error in one line before stage 0 trains, not a
+    traceback after. (Reading a cache needs no write: a read-only cache that holds the entry serves it.)"""
+    folder = cache_dir().joinpath(*parts)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(f"GRAIL_CACHE: cannot write {folder} ({io.write_problem(folder, err)}); set GRAIL_CACHE "
+                          "to a folder you can write (the default is ~/.cache/grail)") from None
+    return folder
+
+
+def check_cache_entry(entry: Path) -> None:
+    """Refuse a damaged entry of the cache (a truncated file, say) before it is used or copied into a run, naming the
+    file and what helps: deleting the entry, which the next run makes again. (Deleting the run's copy would not:
+    the run copies the same damaged entry again.)"""
+    try:
+        io.check_readable_files(entry)
+    except io.UnreadableFileError as err:
+        raise io.UnreadableFileError(f"{err} It is in grail's cache (GRAIL_CACHE): delete the cache entry {entry} "
+                                     "(the whole folder) and run again to make it anew") from None
+
+
 def _embedded_gguf() -> Path:
     return io.wheel_file(*EMBEDDED_GGUF, "the embedded model")
 
 
 def embedded_model_dir() -> Path:
-    """The embedded default as a safetensors folder, converting the GGUF file on first use (about 30 s)."""
+    """The embedded default as a safetensors folder, converting the GGUF file on first use (about 30 s). Every
+    process converts it for itself when it is missing; the first to finish publishes it, the others keep that one."""
     target = cache_dir() / "models" / EMBEDDED_MODEL
     if (target / "config.json").is_file():
+        check_cache_entry(target)
         return target
+    writable_cache_dir("models")
     gguf = _embedded_gguf()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # Loading dequantized the weights; drop the quantization record so the model saves as plain safetensors.
     model.hf_quantizer = None
     del model.config.quantization_config
-    staging = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        staging.rename(target)
-    except OSError:  # another process converted it first
-        shutil.rmtree(staging, ignore_errors=True)
+    with io.staged_dir_here(target, keep_existing=True) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return target
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -39,13 +40,14 @@ from grail.audit import audit
 from grail.batching import Encoded, encode_all
 from grail.calibration import NeverSeen, calibration, never_seen
 from grail.config import ConfigError, LocalizeConfig, RunConfig, UnlearnConfig
-from grail.data.examples import PARAPHRASE_SET
+from grail.data.examples import PARAPHRASE_SET, Benchmark, DataError
 from grail.data.sources import load_benchmark
 from grail.evaluation import evaluate, utility_check_ppl
 from grail.model_names import ModelName
 from grail.models import (
     base_weights,
     cache_dir,
+    check_cache_entry,
     eval_mode,
     load_base,
     load_trainable_state,
@@ -55,10 +57,11 @@ from grail.models import (
     set_trainable,
     swapped_trainable,
     trainable_state,
+    writable_cache_dir,
 )
 from grail.replay import generate_replay, replay_instructions, replay_items
 from grail.report import results_document, write_report
-from grail.run_folder import RunFolder
+from grail.run_folder import RunFolder, RunFolderError
 from grail.stages.finetune import finetune
 from grail.stages.gradients import importance, importance_by_dataset
 from grail.stages.localize import Localizer, flatten_masks, localize, unflatten_masks
@@ -87,6 +90,16 @@ class Phase:
     """Its checkpoint folder, relative to the run folder."""
 
 
+def load_data(config: RunConfig) -> Benchmark:
+    """The run's data (``load_benchmark``); a file that is there but cannot be read (no permission, a folder where a
+    file should be) is a DataError naming it, not a traceback."""
+    try:
+        return load_benchmark(config)
+    except OSError as err:
+        where = err.filename or config.data.path or "the run's data"
+        raise DataError(f"{where}: cannot read the data ({err.strerror or err})") from None
+
+
 def unlearned_methods(folder: Path) -> list[str]:
     """The methods (other than GRAIL) whose unlearned model a run folder holds, by name."""
     return [f.parent.name for f in sorted((folder / "methods").glob("*/adapter_unlearned"))]
@@ -106,7 +119,12 @@ class Pipeline:
 
     def __init__(self, folder: str | Path, config: RunConfig | None = None, progress: bool = False,
                  device: str | None = None, on_epoch_end: Callable[[str, int], None] | None = None) -> None:
-        self.run_folder = RunFolder(folder, config, load_benchmark)
+        try:
+            self.run_folder = RunFolder(folder, config, load_data)
+        except OSError as err:  # a file in the way, a name too long, a folder without write permission
+            hint = "; choose another --out" if config is not None else ""
+            raise RunFolderError(f"{folder}: cannot write the run folder here "
+                                 f"({io.write_problem(Path(folder), err)}){hint}") from None
         self.folder, self.config = self.run_folder.root, self.run_folder.config
         self.benchmark = self.run_folder.benchmark
         self.progress = progress and distributed.is_main()
@@ -162,9 +180,11 @@ class Pipeline:
             key += "-" + hashlib.sha256("\n".join(instructions).encode()).hexdigest()[:8]
         cached = cache_dir() / name / key
         if io.exists(cached):
+            check_cache_entry(cached)  # a damaged entry is named as the cache's, before the run copies it
             io.copy_dir(cached, target)
             self.run_folder.record_time(step, 0.0)
             return
+        writable_cache_dir(name)  # before training: an unwritable GRAIL_CACHE would otherwise fail only after it
         model = self.use_initial_weights()
         replay = self.general_replay if self.config.finetune.replay_weight else None
         checkpoints = self.path("checkpoints/finetune" + ("" if name == ModelName.VANILLA else f"_{name}"))
@@ -175,8 +195,19 @@ class Pipeline:
         with io.staged_dir(target) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
-        io.copy_dir(target, cached)
+        self._publish_to_cache(target, cached)
         self.run_folder.record_time(step, time.time() - started)
+
+    @staticmethod
+    def _publish_to_cache(trained: Path, entry: Path) -> None:
+        """Copy stage 0's result into the cache for later runs. Another run of the same config and data may have
+        published the entry meanwhile: it holds the same, so it is kept. The run's own result is written already, so
+        a cache that fails now (a full disk) costs later runs the training, and is a warning, not an error."""
+        try:
+            io.copy_dir(trained, entry, keep_existing=True)
+        except OSError as err:
+            warnings.warn(f"{entry}: stage 0's result not cached ({io.write_problem(entry, err)}); the run's own copy "
+                          f"is {trained}", stacklevel=2)
 
     # ---- stage 1: gradient-based importance (Eq. 3) -------------------------------------------------------
     def stage1_gradients(self) -> Masks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,17 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
     def load(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
-        """Restore the saved state; returns (next epoch, history). A checkpoint of another config is ignored."""
+        """Restore the saved state; returns (next epoch, history). A checkpoint of another config is ignored.
+
+        So is one that cannot be read (truncated by a full disk, damaged by a copy), with a warning naming it: the
+        stage starts again from its first epoch. A checkpoint only saves progress, and a stage run from its start
+        gives the same weights (its random state is seeded there), so losing one costs time, never correctness;
+        an error instead would stop every resume until the user found and deleted the file. The next epoch's
+        checkpoint replaces the damaged file."""
         if self.path is None or not self.path.is_file():
             return 0, []
-        # On the CPU first: saved from a GPU, it would otherwise land on that GPU in every process.
-        state = torch.load(self.path, weights_only=False, map_location="cpu")
-        if state["fingerprint"] != self.fingerprint:
+        state = self._read()
+        if state is None or state["fingerprint"] != self.fingerprint:
             return 0, []
         set_trainable(model, state["trainable"], str(self.path))
         optimizer.load_state_dict(state["optimizer"])
@@ -73,6 +79,26 @@ class Checkpoint:
         self.extra.clear()
         self.extra.update(state.get("extra", {}))
         return state["epoch"] + 1, state["history"]
+
+    def _read(self) -> dict[str, Any] | None:
+        """The saved state, or None (with a warning naming the file) when it cannot be read."""
+        try:
+            # On the CPU first: saved from a GPU, it would otherwise land on that GPU in every process.
+            state = torch.load(self.path, weights_only=False, map_location="cpu")
+        except Exception as err:  # RuntimeError, EOFError, UnpicklingError, ... whatever the damage
+            reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}"
+        else:
+            if isinstance(state, dict) and state.keys() >= _CHECKPOINT_FIELDS:
+                return state
+            reason = "not a grail checkpoint"
+        if distributed.is_main():
+            warnings.warn(f"{self.path}: unreadable checkpoint ({reason}); this stage starts again from its first "
+                          "epoch", stacklevel=3)
+        return None
+
+
+_CHECKPOINT_FIELDS = {"fingerprint", "epoch", "history", "trainable", "optimizer", "torch_rng"}
+"""What ``Checkpoint.save`` writes and ``load`` needs (``extra`` is optional: older checkpoints lack it)."""
 
 
 def run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, epochs: int, seed: int, run_epoch: EpochFn,

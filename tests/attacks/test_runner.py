@@ -1,6 +1,7 @@
 """``grail attack`` and ``grail audit --evidence`` end to end on the tiny model, and the oracle's data."""
 
 import json
+import shutil
 
 import pytest
 from scipy.stats import ks_2samp
@@ -138,3 +139,37 @@ def test_compare_adds_the_robustness_table(attacked_run):
         (m, d) for m in ("oracle", "vanilla", "grail", "ga-gd-id") for d in ("privacy", "copyright")]
     assert (attacked_run / "comparison" / "table_robustness.md").is_file()
     assert (attacked_run / "attacks" / "ga-gd-id" / "mia.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def stage0_run(tmp_path_factory):
+    """A run that has only stage 0 (grail finetune): no unlearned model yet."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp("runs") / "stage0"
+    config = folder.parent / "stage0.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRAIL_CACHE", str(tmp_path_factory.mktemp("cache")))
+        assert main(["finetune", "--config", str(config), "--out", str(folder), "--quiet"]) == 0
+    return folder
+
+
+@pytest.mark.parametrize("argv", [["audit"], ["audit", "--evidence", "--quiet"], ["attack", "--quiet"]],
+                         ids=["audit", "evidence", "attack"])
+def test_a_run_without_an_unlearned_model_is_refused_as_audit_refuses_it(stage0_run, argv, capsys):
+    assert main([argv[0], str(stage0_run), *argv[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"grail {argv[0]}: {stage0_run / 'masks.safetensors'}: "
+                                                         "missing: no unlearned model: run stage 3 first (grail run / "
+                                                         "grail unlearn)"), err
+    assert not any((stage0_run / name).exists() for name in ("adapter_oracle", "attacks.json", "evidence"))
+
+
+def test_attack_of_named_methods_goes_on_without_grails_model(stage0_run, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(stage0_run, run)
+    shutil.copytree(run / "adapter_vanilla", run / "methods" / "mine" / "adapter_unlearned")
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    assert main(["attack", str(run), "--methods", "mine", "--quiet"]) == 0
+    assert io.read_json(run / "attacks.json")["models"] == ["oracle", "vanilla", "mine"]
