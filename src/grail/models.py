@@ -120,7 +120,8 @@ def load_base(config: ModelConfig, seed: int = 0) -> tuple[PreTrainedModel, PreT
         tokenizer = tiny_tokenizer()
         model = tiny_model(len(tokenizer), seed).to(getattr(torch, config.dtype))
     else:
-        source = embedded_model_dir() if config.name == EMBEDDED_MODEL else config.name
+        # a local folder may be written with ~ (transformers does not expand it); a hub id has none
+        source = embedded_model_dir() if config.name == EMBEDDED_MODEL else os.path.expanduser(config.name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, config.dtype),

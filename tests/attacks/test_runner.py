@@ -107,7 +107,8 @@ def test_attack_without_holdout_names_the_missing_data(tmp_path, cli_run, capsys
     folder = cli_run({**TINY, "data": {"source": "jsonl", "path": str(data)}, "unlearn": {**TINY["unlearn"],
                                                                                         "epochs": 1}}, "no_holdout")
     assert main(["attack", str(folder), "--quiet"]) == 2
-    assert "no holdout examples" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no holdout examples" in err and "MUSE: privleak/holdout" in err and "TOFU" in err
     assert not (folder / "adapter_oracle").exists()
 
 

@@ -28,7 +28,7 @@ from grail.attacks.mia import mia_scores, token_statistics
 from grail.attacks.precision import merged_copy, quantized_copy
 from grail.attacks.report import attacks_markdown, summarize
 from grail.batching import Encoded, encode_all
-from grail.data.examples import DataError, Example
+from grail.data.examples import HOLDOUT_SOURCES, DataError, Example
 from grail.metrics import contains_span, rouge_l
 from grail.model_names import ModelName
 from grail.pipeline import Pipeline, unlearned_methods, weights_folder
@@ -54,8 +54,8 @@ class Attacks:
         missing = [d.name for d in self.benchmark.domains if not d.holdout]
         if missing:
             raise DataError(f"domain(s) {missing} have no holdout examples: membership inference and the few-shot "
-                            "attack need examples of the forget set's kind that no model was trained on (our JSONL: "
-                            "records with scope 'holdout'; KnowUnDo: the unlearn_val files of the train split)")
+                            f"attack need examples of the forget set's kind that no model was trained on "
+                            f"({HOLDOUT_SOURCES})")
         for domain in self.benchmark.domains:
             relearn.split_halves(len(domain.forget), self.config.seed)  # too small a forget set fails here
 
