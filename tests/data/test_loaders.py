@@ -204,3 +204,28 @@ def test_the_holdout_hint_names_every_source_grail_reads():
     for where in ("JSONL", "scope 'holdout'", "KnowUnDo", "unlearn_val", "TOFU", "forget10's other authors",
                   "'full'", "MUSE", "privleak/holdout", "built-in benchmark"):
         assert where in HOLDOUT_SOURCES
+
+
+def test_a_source_without_an_optional_part_says_once_what_is_then_unavailable(tmp_path, caplog):
+    """JSONL records without holdout or paraphrases: one warning per domain naming each missing part and its loss;
+    the built-in benchmark has every part and says nothing."""
+    import logging
+
+    from grail.config import build_config
+    from grail.data.builtin import builtin_benchmark
+    from grail.data.sources import load_benchmark
+
+    data = tmp_path / "d.jsonl"
+    records = [r for r in map(json.loads, builtin_benchmark(seed=0, people=1, books=1).to_jsonl().splitlines())
+               if r["scope"] != "holdout"]
+    data.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "paraphrase"}) + "\n" for r in records))
+    with caplog.at_level(logging.WARNING, logger="grail.data"):
+        load_benchmark(build_config({"data": {"source": "jsonl", "path": str(data)}}))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # one per domain
+    assert all("has no holdout, no paraphrases:" in w and "membership-inference" in w and "US_paraphrase" in w
+               for w in warnings)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="grail.data"):
+        load_benchmark(build_config({}))
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from grail.config import DomainSource, RunConfig
 from grail.data.builtin import builtin_benchmark
@@ -10,6 +11,27 @@ from grail.data.examples import Benchmark, Domain
 from grail.data.loaders import KNOWUNDO_HUB_ID, load_jsonl, load_knowundo_dir, load_knowundo_hub
 from grail.data.muse import load_muse
 from grail.data.tofu import load_tofu
+
+log = logging.getLogger("grail.data")
+
+WHAT_IS_LOST = {
+    "holdout": "the calibrated stop falls back to the base model's view and grail attack has no membership-inference "
+               "non-members",
+    "retain_heldout": "RS_heldout is not measured",
+    "paraphrases": "US_paraphrase is not measured",
+}
+"""What a domain without each optional part loses: said once, when the data loads."""
+
+
+def say_what_is_missing(domain: Domain, source: str, already_said: tuple[str, ...] = ()) -> None:
+    """One warning per domain naming the optional parts its source does not have and what is then unavailable
+    (``already_said``: parts the loader itself has warned about, with the reason)."""
+    parts = {"holdout": bool(domain.holdout), "retain_heldout": bool(domain.retain_heldout),
+             "paraphrases": any(ex.paraphrase for ex in domain.forget)}
+    missing = [part for part, present in parts.items() if not present and part not in already_said]
+    if missing:
+        log.warning("domain %r (%s) has no %s: %s", domain.name, source, ", no ".join(missing),
+                    "; ".join(WHAT_IS_LOST[part] for part in missing))
 
 
 def _load_source(source: str, path: str | None, names: list[str] | None, split: str, config: RunConfig) -> Benchmark:
@@ -40,8 +62,15 @@ def load_benchmark(config: RunConfig) -> Benchmark:
     own source (a name: a domain of ``data.source``)."""
     data = config.data
     if not data.domains or all(isinstance(d, str) for d in data.domains):
-        return _load_source(data.source, data.path, data.domains, data.split, config)
-    shared = [d for d in data.domains if isinstance(d, str)]
-    named = dict(zip(shared, _load_source(data.source, data.path, shared, data.split, config).domains)) if shared \
-        else {}
-    return Benchmark([named[d] if isinstance(d, str) else _load_domain(d, config) for d in data.domains])
+        benchmark = _load_source(data.source, data.path, data.domains, data.split, config)
+        sources = [data.source] * len(benchmark.domains)
+    else:
+        shared = [d for d in data.domains if isinstance(d, str)]
+        named = dict(zip(shared, _load_source(data.source, data.path, shared, data.split, config).domains)) \
+            if shared else {}
+        benchmark = Benchmark([named[d] if isinstance(d, str) else _load_domain(d, config) for d in data.domains])
+        sources = [data.source if isinstance(d, str) else d.source for d in data.domains]
+    for domain, source in zip(benchmark.domains, sources):
+        # MUSE's loader says itself why a folder without privleak has no holdout and no held-out retain set
+        say_what_is_missing(domain, source, ("holdout", "retain_heldout") if source == "muse" else ())
+    return benchmark
