@@ -291,6 +291,12 @@ def forgetting_matched_section(seeds: Seeds) -> str:
                f"frozen ({'on every seed' if all(x > 0 for x in gains) else 'not on every seed'}), at average US "
                f"{_span([g[0] for g in per_method['grail']])} against "
                f"{_span([n[0] for n in per_method['grail-no-both']])}." if gains else "")
+    others = [f"{m}: average US {_span([v[0] for v in vs])}, RS held-out {_span([v[1] for v in vs])}, general-text "
+              f"perplexity × {_span([v[2] for v in vs], 2)}" for m, vs in per_method.items()
+              if m not in ("grail", "grail-no-both")]
+    if others:
+        verdict += (" Within the same budget the published objectives reach (" + "; ".join(others) + "); GRAIL's "
+                    f"general-text perplexity is × {_span([v[2] for v in per_method.get('grail', [(0, 0, 0)])], 2)}.")
     return f"""## Does localization earn its keep? Forgetting- and utility-matched
 
 `grail compare --out runs/results/seedN --methods {','.join(FORGETTING_MATCHED)} --utility-budget {BUDGET:g}
