@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from grail.config import PRESETS, ConfigError, LocalizeConfig, RunConfig, load_config
-from grail.data.examples import DataError
+from grail.config import PRESETS, ConfigError, LocalizeConfig, RunConfig, build_config, load_config, read_yaml_mapping
+from grail.data.examples import Benchmark, DataError
 from grail.methods import METHOD_FIELDS, METHODS, SWEEP_K_RR, SWEEP_K_UR, TABLE_I, Method, read_methods_file
 from grail.model_names import ModelName
 from grail.threads import configure_threads
@@ -76,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
              "domain stops once its forget set is no more familiar than never-seen data), checked as often as the "
              "run's own, so methods are ranked by what they keep at equal forgetting; results in "
              "RUN/comparison[-budget<RATIO>]-<TARGET>/")
+    own = commands.choices["unlearn"]
+    own.add_argument("--model", type=Path, metavar="FOLDER",
+                     help="your own fine-tuned model instead of stage 0: a whole model folder (save_pretrained) or a "
+                          "peft adapter; runs stages 1-3 and the evaluation on the data of --forget / --retain")
+    own.add_argument("--base", metavar="NAME",
+                     help="with --model: the base model it was fine-tuned from (hub id or folder; default: an "
+                          "adapter's own base_model_name_or_path, else model.name of --config)")
+    for scope, text in (("forget", "what to forget"), ("retain", "what to keep"),
+                        ("holdout", "never-seen examples of the forget set's kind (optional; the calibrated stop and "
+                                    "the attacks compare with them)")):
+        own.add_argument(f"--{scope}", type=Path, metavar="FILE",
+                         help=f"with --model: JSONL of {{prompt, answer}} records, {text}")
+    own.add_argument("--domain", metavar="NAME",
+                     help="with --model: the domain of records without a 'domain' field")
     general = commands.choices["evaluate"]
     general.add_argument("--general", action="store_true",
                          help="also run lm-eval tasks on every model of the run (paper Table II); offline, the "
@@ -143,6 +157,8 @@ def _parser() -> argparse.ArgumentParser:
 def _run_folder(args: argparse.Namespace) -> Path:
     if args.out is not None:
         return args.out
+    if getattr(args, "model", None) is not None:
+        return Path("runs") / args.model.expanduser().absolute().name
     if args.config is not None:
         return Path("runs") / args.config.stem
     return Path("runs") / (args.preset or "default")
@@ -250,13 +266,14 @@ class _RunFolderErrors:
 
 @contextlib.contextmanager
 def _opened_pipeline(args: argparse.Namespace, folder: Path, config: RunConfig | None,
-                     methods: list[str] | None) -> Iterator[Pipeline]:
+                     methods: list[str] | None, data: Benchmark | None = None) -> Iterator[Pipeline]:
     """The pipeline on ``folder`` (created from ``config`` or resumed), closed afterwards so that another process
-    may use the folder. ``methods``: the methods this command trains (None: it trains none, nothing to warn about)."""
+    may use the folder. ``methods``: the methods this command trains (None: it trains none, nothing to warn about);
+    ``data``: the run's data when the command read it itself (None: from the config)."""
     from grail import distributed
     from grail.pipeline import Pipeline
 
-    pipeline = Pipeline(folder, config, progress=not args.quiet, device=args.device)
+    pipeline = Pipeline(folder, config, progress=not args.quiet, device=args.device, data=data)
     try:
         if methods is not None:
             _warn_unused_memflex(pipeline.config.localize, methods)
@@ -284,8 +301,62 @@ def _localize(args: argparse.Namespace) -> int:
 
 
 def _unlearn(args: argparse.Namespace) -> int:
-    """``grail unlearn``: up to stage 3, GRAIL's unlearned model."""
-    return _up_to("unlearn", args)
+    """``grail unlearn``: up to stage 3, GRAIL's unlearned model; with --model, the user's own model instead of
+    stage 0, then the evaluation too."""
+    return _up_to("evaluate" if args.model is not None else "unlearn", args)
+
+
+OWN_MODEL_FLAGS = ("base", "forget", "retain", "holdout", "domain")
+"""``grail unlearn``'s flags that only mean something with --model."""
+
+
+def _own_model_run(args: argparse.Namespace, folder: Path) -> tuple[RunConfig, Benchmark]:
+    """``grail unlearn --model``'s config and data: the user's model as the vanilla model (a whole model folder:
+    ``model.vanilla``; a peft adapter: ``finetune.adapter_path``), the run's other settings from --config /
+    --preset, the data from the --forget / --retain / --holdout files (kept in the run folder's data.jsonl, which
+    the config names, so the run resumes and is attacked and exported as any other)."""
+    from grail.data.loaders import load_sets
+
+    model = args.model.expanduser()
+    for flag in ("forget", "retain"):
+        if getattr(args, flag) is None:
+            raise ConfigError(f"--{flag}: required with --model (a JSONL file of prompt / answer records)")
+    overrides = read_yaml_mapping(args.config) if args.config is not None else {}
+    configured_base = overrides.get("model", {}).get("name") if isinstance(overrides.get("model"), dict) else None
+    if (model / "adapter_config.json").is_file():
+        adapter = _read_json_object(model / "adapter_config.json", "--model")
+        base = args.base or adapter.get("base_model_name_or_path") or configured_base
+        own = {"model": {"name": base, "adapter": "lora", "vanilla": None},
+               "finetune": {"adapter_path": str(model.absolute())}}
+    elif (model / "config.json").is_file():
+        base = args.base or configured_base
+        own = {"model": {"name": base, "adapter": "full", "vanilla": str(model.absolute())},
+               "finetune": {"adapter_path": None}}
+    else:
+        problem = "no such folder" if not model.is_dir() else "neither a model folder (config.json) nor a peft " \
+                                                              "adapter (adapter_config.json)"
+        raise ConfigError(f"--model {model}: {problem}")
+    if not base:
+        raise ConfigError(f"--base: name the base model that {model} was fine-tuned from (a hub id or folder; "
+                          "or model.name in --config)")
+    files = {scope: getattr(args, scope) for scope in ("forget", "retain", "holdout") if getattr(args, scope)}
+    data = load_sets(files, args.domain)
+    overrides = {**overrides, "model": {**overrides.get("model", {}), **own.pop("model")},
+                 "finetune": {**overrides.get("finetune", {}), **own.get("finetune", {})},
+                 "data": {"source": "jsonl", "path": str((folder / "data.jsonl").absolute())}}
+    config = build_config(overrides, args.preset or "default", str(args.config or "--model"))
+    return config, data
+
+
+def _read_json_object(path: Path, flag: str) -> dict:
+    """A JSON object file; errors name the flag and the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{flag} {path}: cannot read it ({err})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag} {path}: expected a JSON object")
+    return value
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -297,11 +368,16 @@ def _up_to(until: str, args: argparse.Namespace,
            then: Callable[[argparse.Namespace, Pipeline], None] | None = None) -> int:
     """The pipeline up to ``until`` (``then`` after it, in the open folder); after the evaluation, once the folder
     is closed, the results tables and the audit's verdict."""
+    own_model = getattr(args, "model", None) is not None
     folder = _run_folder(args)
     document = None
     with _RunFolderErrors(args.command, folder) as errors:  # the arguments first: a bad one leaves no folder behind
         _check_device(args.device)
-        with _opened_pipeline(args, folder, _run_config(args, folder), methods=[]) as pipeline:
+        stray = [f"--{f}" for f in OWN_MODEL_FLAGS if getattr(args, f, None) is not None and not own_model]
+        if stray:
+            raise ConfigError(f"{', '.join(stray)}: only with --model (your own fine-tuned model)")
+        config, data = _own_model_run(args, folder) if own_model else (_run_config(args, folder), None)
+        with _opened_pipeline(args, folder, config, methods=[], data=data) as pipeline:
             document = pipeline.run(until)
             if then is not None:
                 then(args, pipeline)

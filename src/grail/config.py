@@ -92,6 +92,11 @@ class ModelConfig(_Section):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """The base model's weights. ``bfloat16`` halves memory and is the usual choice on GPUs (LoRA tensors stay
     float32: peft keeps adapters in float32); on CPUs float32 is faster."""
+    vanilla: str | None = None
+    """Bring your own fine-tuned model: a folder of a whole model (``save_pretrained``) that was fine-tuned from
+    ``name`` on the data. It is the vanilla model (stage 0 is skipped) and is only read; ``name`` stays the base
+    model (``to_base``, the base-model scores) and gives the tokenizer. Needs ``adapter: full``: its target linear
+    weights train. (A peft adapter is ``finetune.adapter_path``.)"""
 
     def _ranges(self) -> list[tuple[bool, str, str]]:
         return [
@@ -99,6 +104,8 @@ class ModelConfig(_Section):
             (self.lora_alpha > 0, "lora_alpha", "> 0"),
             (0 <= self.lora_dropout < 1, "lora_dropout", "in [0, 1)"),
             (self.max_length >= 2, "max_length", ">= 2 (a prompt token and an answer token)"),
+            (self.vanilla is None or self.adapter == "full", "adapter",
+             "'full' with model.vanilla (a whole fine-tuned model trains its own linear weights)"),
         ]
 
     def check_local_path(self) -> None:
@@ -109,6 +116,12 @@ class ModelConfig(_Section):
         if _is_path(self.name) and not path.exists():
             raise ConfigError(f"model.name: {self.name!r} is not a local folder ({path.absolute()} does not exist) "
                               "nor a hub id ('owner/name')")
+        if self.vanilla is not None:
+            vanilla = Path(self.vanilla).expanduser()
+            if not (vanilla / "config.json").is_file():
+                problem = "has no config.json" if vanilla.is_dir() else "does not exist"
+                raise ConfigError(f"model.vanilla: {self.vanilla!r} is not a model folder ({vanilla.absolute()} "
+                                  f"{problem})")
 
     def _no_effect(self) -> list[tuple[str, str]]:
         lora = ("lora_r", "lora_alpha", "lora_dropout")
@@ -573,6 +586,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_type(self.seed, int, "seed")
+        if self.model.vanilla is not None and self.finetune.adapter_path is not None:
+            raise ConfigError("model.vanilla and finetune.adapter_path both name a vanilla model; keep one")
+        if self.model.vanilla is not None and self.finetune != FinetuneConfig():
+            warnings.warn("finetune is ignored: model.vanilla is set, stage 0 is skipped", ConfigWarning, stacklevel=2)
         uses_replay = self.finetune.replay_weight or self.unlearn.general_weight
         if uses_replay and not self.data.general_replay:
             raise ConfigError("data.general_replay must be > 0 when finetune.replay_weight or unlearn.general_weight "

@@ -25,7 +25,7 @@ from grail import __version__, io
 from grail.config import RunConfig, build_config, read_yaml_mapping
 from grail.data.loaders import load_jsonl
 from grail.model_names import ModelName
-from grail.models import EMBEDDED_MODEL, TINY_MODEL, load_base, make_trainable
+from grail.models import EMBEDDED_MODEL, TINY_MODEL, load_base, load_trainable
 from grail.pipeline import unlearned_methods, weights_folder
 from grail.report import calibration_table, mask_summary
 from grail.run_folder import RunFolderError
@@ -110,12 +110,15 @@ def export_model(run: str | Path, out: str | Path, method: str = ModelName.GRAIL
                           "--base-model (a hub id or folder of the base model) or export --merged")
 
     _check_writable(out)
-    model, tokenizer = load_base(config.model, config.seed)
+    if merged:  # a brought whole vanilla model (model.vanilla) gives the weights that did not train
+        model, tokenizer = load_trainable(config.model, config.seed, weights)
+    else:
+        model, tokenizer = load_base(config.model, config.seed)
     with io.staged_dir(out) as staging:
         if merged:
-            model = make_trainable(model, config.model, weights)
             if full:
                 del model._grail_base_weights
+                model.__dict__.pop("_grail_base_frozen", None)
             else:
                 model = model.merge_and_unload()
             model.requires_grad_(False)

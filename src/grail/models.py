@@ -180,6 +180,47 @@ def make_trainable(model: PreTrainedModel, config: ModelConfig, adapter_path: st
     return get_peft_model(model, lora)
 
 
+def load_trainable(config: ModelConfig, seed: int = 0, adapter_path: str | Path | None = None
+                   ) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """The base model made trainable (``make_trainable``) and its tokenizer; with ``config.vanilla``, holding the
+    vanilla folder's weights while ``base_weights`` still gives the base model's."""
+    base, tokenizer = load_base(config, seed)
+    if config.vanilla is None:
+        return make_trainable(base, config, adapter_path), tokenizer
+    model = make_trainable(base, config)
+    _load_vanilla_folder(model, config)
+    if adapter_path is not None:
+        load_trainable_state(model, adapter_path)
+    return model, tokenizer
+
+
+def _load_vanilla_folder(model: nn.Module, config: ModelConfig) -> None:
+    """Copy every weight of the folder ``config.vanilla`` (a whole model fine-tuned from ``config.name``) into
+    ``model``, opened read-only. The base values of the frozen weights it changes (embeddings, norms, the output
+    head) are kept beside the linear ones, so that ``base_weights`` is the true base model, not a mix."""
+    folder = os.path.expanduser(config.vanilla)
+    try:
+        vanilla = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, config.dtype),
+                                                       trust_remote_code=config.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model.vanilla {config.vanilla!r}: cannot load it ({err})") from None
+    weights = dict(vanilla.named_parameters())
+    changed_frozen: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            own = weights.get(name)
+            if own is None or own.shape != param.shape:
+                found = "no such weight" if own is None else f"shape {tuple(own.shape)}"
+                raise ConfigError(f"model.vanilla {config.vanilla!r}: {name} ({found}) does not match model.name "
+                                  f"{config.name!r} (shape {tuple(param.shape)}): the vanilla model must be a "
+                                  "fine-tune of the base model")
+            if not param.requires_grad and not torch.equal(own, param):
+                changed_frozen[name] = param.detach().clone()
+            param.copy_(own)
+    model._grail_base_frozen = changed_frozen
+    del vanilla, weights
+
+
 def canonical_name(param_name: str) -> str:
     """A trainable parameter's name as saved on disk (peft drops the adapter name ``.default``)."""
     return param_name.replace(".default.", ".")
@@ -197,8 +238,19 @@ def base_weights(model: nn.Module) -> Iterator[nn.Module]:
         with model.disable_adapter():
             yield model
         return
-    with swapped_trainable(model, model._grail_base_weights, "the base weights"):
-        yield model
+    base_frozen = getattr(model, "_grail_base_frozen", {})  # a brought vanilla model's changed frozen weights
+    own_frozen = {name: p.detach().clone() for name, p in model.named_parameters() if name in base_frozen}
+    params = dict(model.named_parameters())
+    try:
+        with torch.no_grad():
+            for name, value in base_frozen.items():
+                params[name].copy_(value)
+        with swapped_trainable(model, model._grail_base_weights, "the base weights"):
+            yield model
+    finally:
+        with torch.no_grad():
+            for name, value in own_frozen.items():
+                params[name].copy_(value)
 
 
 def save_trainable(model: nn.Module, folder: Path) -> None:

@@ -1,6 +1,6 @@
 """GRAIL over one run folder, in the order of the paper's Algorithm 1:
 
-    stage 0   vanilla model  fine-tune the base model on every set (or bring your own adapter)
+    stage 0   vanilla model  fine-tune the base model on every set (or bring your own model or adapter)
     stage 1   G_x            each trainable parameter's importance for each dataset D_x (random-label gradients)
     stage 2   F              per tensor: OP-UR = (∪ top-k_UR of the forget sets) ∩ (∪ top-k_UR of the retain sets),
                              OP-RR = ∩ top-k_RR of the retain sets; F = OP-UR ∪ OP-RR
@@ -49,9 +49,8 @@ from grail.models import (
     cache_dir,
     check_cache_entry,
     eval_mode,
-    load_base,
+    load_trainable,
     load_trainable_state,
-    make_trainable,
     read_trainable_file,
     save_trainable,
     set_trainable,
@@ -118,9 +117,12 @@ class Pipeline:
     (and what it needs) only when the folder does not hold it yet."""
 
     def __init__(self, folder: str | Path, config: RunConfig | None = None, progress: bool = False,
-                 device: str | None = None, on_epoch_end: Callable[[str, int], None] | None = None) -> None:
+                 device: str | None = None, on_epoch_end: Callable[[str, int], None] | None = None,
+                 data: Benchmark | None = None) -> None:
+        """``data``: the run's data as the caller read it (``grail unlearn --model``'s files), instead of
+        ``config.data``'s source."""
         try:
-            self.run_folder = RunFolder(folder, config, load_data)
+            self.run_folder = RunFolder(folder, config, load_data if data is None else lambda _: data)
         except OSError as err:  # a file in the way, a name too long, a folder without write permission
             hint = "; choose another --out" if config is not None else ""
             raise RunFolderError(f"{folder}: cannot write the run folder here "
@@ -147,10 +149,12 @@ class Pipeline:
 
     # ---- stage 0: the vanilla model (and the oracle) ------------------------------------------------------
     def stage0_vanilla(self) -> None:
-        """The vanilla model: the user's adapter, a cached one of the same config and data, or fine-tune now."""
+        """The vanilla model: the user's adapter or model, a cached one of the same config and data, or fine-tune
+        now. A brought model's trainable weights are copied into the run (the audit's reference: the user may change
+        their folder later); its other weights are read from it."""
         target = self.path(weights_folder(ModelName.VANILLA))
-        if self.config.finetune.adapter_path and not io.exists(target):
-            with io.staged_dir(target) as tmp:  # a copy: the user's adapter is never written to
+        if self.brought_vanilla and not io.exists(target):
+            with io.staged_dir(target) as tmp:  # a copy: the user's adapter or model is never written to
                 save_trainable(self.model, tmp)
             return
         self._fine_tune(ModelName.VANILLA, self.memorised_sets())
@@ -158,11 +162,18 @@ class Pipeline:
     def stage0_oracle(self) -> None:
         """The oracle: stage 0 on every set but the forget sets (and their paraphrases), same config and seed.
         It never saw what is to be forgotten: what exact unlearning (retraining without it) gives."""
-        if self.config.finetune.adapter_path and not io.exists(self.path(weights_folder(ModelName.ORACLE))):
+        if self.brought_vanilla and not io.exists(self.path(weights_folder(ModelName.ORACLE))):
             raise ConfigError("the oracle is stage 0 without the forget sets, but this run brought its vanilla model "
-                              "(finetune.adapter_path) and grail does not know what it was trained on")
+                              f"({self.brought_vanilla}) and grail does not know what it was trained on")
         self._fine_tune(ModelName.ORACLE, {name: items for name, items in self.memorised_sets().items()
                                  if name.split("/")[-1] not in ("forget", PARAPHRASE_SET)})
+
+    @property
+    def brought_vanilla(self) -> str | None:
+        """The config field that names the user's own vanilla model (None: stage 0 trains it)."""
+        if self.config.model.vanilla is not None:
+            return "model.vanilla"
+        return "finetune.adapter_path" if self.config.finetune.adapter_path else None
 
     def _fine_tune(self, name: str, sets: dict[str, list[Encoded]]) -> None:
         """Stage 0 on ``sets`` from the base model into RUN/adapter_<name>, or a cached result of the same config
@@ -368,8 +379,8 @@ class Pipeline:
     @cached_property
     def _base(self) -> tuple[nn.Module, object]:
         torch.manual_seed(self.config.seed)  # LoRA's initialisation
-        base, tokenizer = load_base(self.config.model, self.config.seed)
-        model = make_trainable(base, self.config.model, self.config.finetune.adapter_path).to(self.device)
+        model, tokenizer = load_trainable(self.config.model, self.config.seed, self.config.finetune.adapter_path)
+        model = model.to(self.device)
         self._initial_weights = trainable_state(model)
         return model, tokenizer
 

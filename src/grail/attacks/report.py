@@ -2,6 +2,12 @@
 
 Every number of a model is put beside the oracle's, the model that never saw the forget set: what exact
 unlearning would give. Pass / fail uses the thresholds of the run's ``attack`` config section.
+
+A run that brought its own vanilla model has no oracle (grail does not know what else it was trained on): the
+holdout, never-seen examples of the forget set's kind, is the reference then. Membership inference is judged by the
+forget set's AUC against the holdout under the model itself (0.5: indistinguishable), forget quality compares the
+forget losses with the holdout's, and the leak rates of relearning, precision and prompt attacks are put beside 0
+(a model that never saw the forget set is assumed to leak none of it, which is the stricter bar).
 """
 
 from __future__ import annotations
@@ -19,14 +25,30 @@ from grail.metrics import roc_auc
 from grail.model_names import ModelName
 from grail.tables import fixed_or_missing, markdown
 
+NEVER_SEEN_AUC = 0.5
+"""Without an oracle, the AUC a model that never saw the forget set has against the holdout."""
+
+
+def has_oracle(reports: dict[str, dict]) -> bool:
+    """Whether the attacks are judged against the oracle (else against the holdout: a brought vanilla model)."""
+    return ModelName.ORACLE in reports
+
+
+def _first(models: dict):
+    """A model's entry, the reference's when there is one: what every model's entry is shaped like."""
+    return models.get(ModelName.ORACLE, next(iter(models.values())))
+
 
 def mia_summary(reports: dict[str, dict], config: AttackConfig, seed: int) -> dict:
-    """{domain: {model: {score: {auc, auc_ci, tpr, tpr_ci, privleak}, forget_quality, auc_in_oracle_ci}}}."""
+    """{domain: {model: {score: {auc, auc_ci, tpr, tpr_ci, privleak}, forget_quality, auc_in_oracle_ci}}}. Without an
+    oracle, ``privleak`` is relative to an AUC of 0.5, ``forget_quality`` compares the forget losses with the
+    holdout's under the same model and ``auc_in_oracle_ci`` says whether every score's interval holds 0.5."""
     out: dict[str, dict] = {}
-    for domain in reports[ModelName.ORACLE]["mia"]:
-        oracle = reports[ModelName.ORACLE]["mia"][domain]
+    for domain in _first(reports)["mia"]:
+        oracle = reports[ModelName.ORACLE]["mia"][domain] if has_oracle(reports) else None
         out[domain] = {}
-        oracle_auc = {k: roc_auc(oracle["forget"][k], oracle["holdout"][k]) for k in MIA_SCORES}
+        oracle_auc = {k: NEVER_SEEN_AUC if oracle is None else roc_auc(oracle["forget"][k], oracle["holdout"][k])
+                      for k in MIA_SCORES}
         for name, report in reports.items():
             sets = report["mia"][domain]
             row: dict = {}
@@ -42,15 +64,20 @@ def mia_summary(reports: dict[str, dict], config: AttackConfig, seed: int) -> di
                           "tpr_ci": bootstrap_interval(members, others, tpr, config.bootstrap, seed),
                           "privleak": privleak(auc, oracle_auc[k])}
             # the forget losses are minus the LOSS score (the mean answer-token log-probability)
+            reference = sets["holdout"] if oracle is None else oracle["forget"]
             row["forget_quality"] = forget_quality([-x for x in sets["forget"]["loss"]],
-                                                   [-x for x in oracle["forget"]["loss"]])
-            if name == ModelName.VANILLA:  # the calibrated stop's reference (calibration.py) judged by the oracle
+                                                   [-x for x in reference["loss"]])
+            if name == ModelName.VANILLA and oracle is not None:  # the calibrated stop's reference judged by the oracle
                 row["holdout_vs_oracle_forget"] = forget_quality([-x for x in sets["holdout"]["loss"]],
                                                                  [-x for x in oracle["forget"]["loss"]])
             out[domain][name] = row
         for row in out[domain].values():
-            row["auc_in_oracle_ci"] = all(out[domain][ModelName.ORACLE][k]["auc_ci"][0] <= row[k]["auc"]
-                                          <= out[domain][ModelName.ORACLE][k]["auc_ci"][1] for k in MIA_SCORES)
+            if oracle is None:
+                row["auc_in_oracle_ci"] = all(row[k]["auc_ci"][0] <= NEVER_SEEN_AUC <= row[k]["auc_ci"][1]
+                                              for k in MIA_SCORES)
+            else:
+                row["auc_in_oracle_ci"] = all(out[domain][ModelName.ORACLE][k]["auc_ci"][0] <= row[k]["auc"]
+                                              <= out[domain][ModelName.ORACLE][k]["auc_ci"][1] for k in MIA_SCORES)
     return out
 
 
@@ -58,11 +85,12 @@ def relearn_summary(reports: dict[str, dict]) -> dict:
     """{domain: {model: {"curve": {k: {US, leak_rate}}, "recovery": {k: value or None},
     "recovery_accuracy": {k: ...}}}}: recovery of the leak rate (the verdict's) and of the answer-token accuracy
     (100 - US, which moves before whole answers come back)."""
-    steps = list(reports[ModelName.ORACLE]["relearn"])
+    steps = list(_first(reports)["relearn"])
     out: dict[str, dict] = {}
-    for domain in reports[ModelName.ORACLE]["relearn"][steps[0]]:
+    for domain in _first(reports)["relearn"][steps[0]]:
         vanilla = reports[ModelName.VANILLA]["relearn"][steps[0]][domain]
-        oracle = {k: reports[ModelName.ORACLE]["relearn"][k][domain] for k in steps}
+        oracle = {k: reports[ModelName.ORACLE]["relearn"][k][domain] if has_oracle(reports) else
+                  {"leak_rate": 0.0, "US": 100.0} for k in steps}  # without one: leaks nothing, knows nothing
         out[domain] = {}
         for name, report in reports.items():
             curve = {k: {m: report["relearn"][k][domain][m] for m in ("US", "leak_rate")} for k in steps}
@@ -78,10 +106,14 @@ def relearn_summary(reports: dict[str, dict]) -> dict:
 def _against_oracle(reports: dict[str, dict], attack: str) -> dict:
     """{domain: {model: {variant: {US, leak_rate, ..., excess}}}} for ``precision`` or ``prompts`` (each report:
     {domain: {variant: scores}}; models without that attack are left out); ``excess`` = the leak rate minus the
-    oracle's under the same variant."""
-    oracle = reports[ModelName.ORACLE][attack]
+    oracle's under the same variant (without an oracle: the leak rate itself)."""
+    oracle = _first({n: r for n, r in reports.items() if attack in r})[attack]
+
+    def reference(domain: str, variant: str) -> float:
+        return oracle[domain][variant]["leak_rate"] if has_oracle(reports) else 0.0
+
     return {domain: {name: {v: {**{k: x for k, x in s.items() if k not in ("leaks", "n")},
-                                "excess": s["leak_rate"] - oracle[domain][v]["leak_rate"]}
+                                "excess": s["leak_rate"] - reference(domain, v)}
                             for v, s in report[attack][domain].items()}
                      for name, report in reports.items() if attack in report}
             for domain in oracle}
@@ -123,14 +155,15 @@ def summarize(reports: dict[str, dict], config: AttackConfig, seed: int) -> dict
         "max_privleak", "min_forget_quality", "max_relearn_recovery", "max_leak_excess")},
                "mia": mia_summary(reports, config, seed), "relearn": relearn_summary(reports),
                "precision": _against_oracle(reports, "precision"),
-               "prompts": _against_oracle(reports, "prompts")}
+               "prompts": _against_oracle(reports, "prompts"),
+               "reference": ModelName.ORACLE if has_oracle(reports) else "holdout"}
     summary["verdicts"] = verdicts(summary, config)
     return summary
 
 
 # ---- attacks.md -------------------------------------------------------------------------------------------
 def _ordered(models) -> list[str]:
-    return [ModelName.ORACLE] + [m for m in models if m != ModelName.ORACLE]
+    return [ModelName.ORACLE] * (ModelName.ORACLE in models) + [m for m in models if m != ModelName.ORACLE]
 
 
 def _recovery_text(value: float | None) -> str:
@@ -138,24 +171,35 @@ def _recovery_text(value: float | None) -> str:
     return fixed_or_missing(value, 2, missing="–")
 
 
-def _rules(thresholds: dict) -> str:
+def _rules(thresholds: dict, oracle: bool = True) -> str:
     privleak = thresholds["max_privleak"]
-    return ("membership inference: " + ("every score's AUC within the oracle's 95 % interval" if privleak is None
-                                        else f"|PrivLeak| <= {privleak:g} for every score")
+    within = "every score's AUC within the oracle's 95 % interval" if oracle else \
+        "every score's 95 % AUC interval holds 0.5"
+    return ("membership inference: " + (within if privleak is None else f"|PrivLeak| <= {privleak:g} for every score")
             + f"; forget quality: KS p >= {thresholds['min_forget_quality']:g}; relearning: the worst leak recovery "
-            f"<= {thresholds['max_relearn_recovery']:g}; precision and prompts: leak rate <= the oracle's + "
-            f"{thresholds['max_leak_excess']:g} points.")
+            f"<= {thresholds['max_relearn_recovery']:g}; precision and prompts: leak rate <= "
+            f"{'the oracle' + chr(39) + 's + ' if oracle else ''}{thresholds['max_leak_excess']:g} points.")
 
 
 def attacks_markdown(summary: dict) -> str:
-    parts = ["# Attacks against the oracle", "",
-             "The oracle never saw the forget sets (stage 0 without them): it is what exact unlearning gives, and the "
-             "reference row of every table. Pass / fail (config `attack`): " + _rules(summary["thresholds"])]
+    oracle = summary.get("reference", ModelName.ORACLE) == ModelName.ORACLE
+    intro = ("The oracle never saw the forget sets (stage 0 without them): it is what exact unlearning gives, and the "
+             "reference row of every table." if oracle else
+             "This run brought its own vanilla model, so there is no oracle (grail does not know what else it was "
+             "trained on): the attacks are judged against the holdout, examples of the forget set's kind that no "
+             "model saw. Membership inference: the forget set's AUC against the holdout under each model, 0.5 the "
+             "target (PrivLeak relative to 0.5); forget quality: the KS p-value of the forget losses against the "
+             "holdout's under the same model; relearning, precision and prompts: leak rates against 0 (a model that "
+             "never saw the forget set is taken to leak none of it).")
+    parts = ["# Attacks against the " + ("oracle" if oracle else "holdout (no oracle)"), "",
+             intro + " Pass / fail (config `attack`): " + _rules(summary["thresholds"], oracle)]
     for domain, models in summary["mia"].items():
         parts += ["", f"## Membership inference: {domain}", "",
                   "ROC AUC of forget (members) vs holdout (non-members) with its bootstrap 95 % interval; 0.5: "
-                  "indistinguishable. PrivLeak relative to the oracle's AUC; forget quality: KS p-value of the "
-                  "forget losses against the oracle's.", ""]
+                  "indistinguishable. " + ("PrivLeak relative to the oracle's AUC; forget quality: KS p-value of the "
+                                           "forget losses against the oracle's." if oracle else
+                                           "PrivLeak relative to 0.5; forget quality: KS p-value of the forget losses "
+                                           "against the holdout's."), ""]
         rows = []
         for name in _ordered(models):
             row = models[name]
@@ -165,7 +209,8 @@ def attacks_markdown(summary: dict) -> str:
                            f"{row['min_k_plus_plus']['privleak']:+.3f}", f"{row['forget_quality']:.3g}",
                            "yes" if row["auc_in_oracle_ci"] else "no"])
         parts.append(markdown(["model", "AUC LOSS", "AUC zlib", "AUC Min-K%", "AUC Min-K%++", "TPR@FPR (Min-K%++)",
-                             "PrivLeak (LOSS)", "PrivLeak (Min-K%++)", "forget quality", "every AUC in oracle's CI"],
+                             "PrivLeak (LOSS)", "PrivLeak (Min-K%++)", "forget quality",
+                             "every AUC in oracle's CI" if oracle else "every AUC's CI holds 0.5"],
                             rows))
         if "holdout_vs_oracle_forget" in models.get(ModelName.VANILLA, {}):
             reference = models[ModelName.VANILLA]["holdout_vs_oracle_forget"]
@@ -173,11 +218,12 @@ def attacks_markdown(summary: dict) -> str:
                       f"forget losses: KS p {reference:.3g} (at least 0.05: the reference is where a model that never "
                       "saw the forget set stands towards it)."]
     for domain, models in summary["relearn"].items():
-        steps = list(models[ModelName.ORACLE]["curve"])
+        steps = list(_first(models)["curve"])
         parts += ["", f"## Relearning: {domain}", "",
                   "Leak rate % (US) on the measured half V after k steps of fine-tuning on the other half T; "
                   "recovery = (leak(model, k) - leak(oracle, k)) / (leak(vanilla, 0) - leak(oracle, k)), and the "
-                  "same of the answer-token accuracy (100 - US).", ""]
+                  "same of the answer-token accuracy (100 - US)" + ("" if oracle else "; without an oracle, its leak "
+                                                                    "rate and accuracy are taken as 0") + ".", ""]
         rows = [[name] + [f"{models[name]['curve'][k]['leak_rate']:.1f} ({models[name]['curve'][k]['US']:.1f})"
                           for k in steps]
                 + [_recovery_text(models[name]["recovery"][steps[-1]]), _recovery_text(worst_recovery(models[name])),
@@ -187,7 +233,7 @@ def attacks_markdown(summary: dict) -> str:
                             + [f"recovery @{steps[-1]}", "worst recovery", f"accuracy recovery @{steps[-1]}"], rows))
     for attack, title in (("precision", "Precision"), ("prompts", "Prompt attacks")):
         for domain, models in summary[attack].items():
-            variants = list(models[ModelName.ORACLE])
+            variants = list(_first(models))
             parts += ["", f"## {title}: {domain}", "", "Leak rate % (US in parentheses)" + (
                 "; the vanilla model is left out (never unlearned)" if attack == "precision" else "") + (
                 "; prefix completion: leak rate, ROUGE-L recall / VerbMem" if "prefix_completion" in variants else "")

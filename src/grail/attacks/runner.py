@@ -9,7 +9,9 @@
     RUN/attacks.md               a table per attack, one row per model, the oracle first as the reference
     RUN/relearning.png           the relearning curves
 
-The models: the vanilla model, the oracle, GRAIL and every method already in the folder (or the named ones).
+The models: the vanilla model, the oracle, GRAIL and every method already in the folder (or the named ones). A run
+that brought its own vanilla model (``model.vanilla``, ``finetune.adapter_path``) has no oracle unless the folder
+holds one in adapter_oracle/: its attacks are judged against the holdout instead (``attacks/report.py``).
 Every attack runs on every model, but the precision attack skips the vanilla model: it was never unlearned, so
 rounding its weights cannot bring anything back (its leak rate is step 0 of its relearning curve).
 """
@@ -66,7 +68,7 @@ class Attacks:
         if unknown:
             raise DataError(f"--methods: {unknown} not in {self.pipeline.folder / 'methods'} (present: {present}); "
                             "train them with grail compare first")
-        names = [*REFERENCE_MODELS]
+        names = [*REFERENCE_MODELS] if self.has_oracle else [ModelName.VANILLA]
         if io.exists(self.pipeline.path(weights_folder(ModelName.GRAIL))):
             names.append(ModelName.GRAIL)
         return names + (present if methods is None else [m for m in present if m in methods])
@@ -74,8 +76,9 @@ class Attacks:
     def run(self, methods: list[str] | None = None) -> dict:
         """Attack every model (reusing what the folder holds) and write attacks.json, attacks.md and the figure."""
         names = self.models(methods)
-        self.pipeline.stage0_oracle()
-        self.pipeline.evaluate_model(ModelName.ORACLE)
+        if self.has_oracle:
+            self.pipeline.stage0_oracle()
+            self.pipeline.evaluate_model(ModelName.ORACLE)
         reports = {name: self.model_report(name) for name in names}
         summary = summarize(reports, self.config.attack, self.config.seed)
         summary["scores"] = {name: self.pipeline.evaluate_model(name)["average"] for name in names}
@@ -85,6 +88,12 @@ class Attacks:
 
         plot_relearning(summary["relearn"], self.pipeline.path("relearning.png"))
         return summary
+
+    @property
+    def has_oracle(self) -> bool:
+        """Whether the models are judged against the oracle: grail trains one unless the run brought its vanilla
+        model (then only one the folder already holds counts; without it, the holdout is the reference)."""
+        return not self.pipeline.brought_vanilla or io.exists(self.pipeline.path(weights_folder(ModelName.ORACLE)))
 
     def settings(self, name: str, attack: str) -> dict:
         """What model ``name``'s result of ``attack`` depends on: its weights (their files' SHA-256) and the

@@ -91,6 +91,46 @@ def load_jsonl(path: str | Path) -> Benchmark:
     if not path.is_file():
         raise SourceUnreachableError(f"{path}: no such file")
     domains: dict[str, Domain] = {}
+    for where, record in _json_lines(path):
+        domain = check_domain_name(text_field(record, "domain", where), where)
+        scope = text_field(record, "scope", where)
+        if scope not in ALL_SCOPES:
+            raise DataError(f"{where}: field 'scope' must be one of {list(ALL_SCOPES)}, got {scope!r}")
+        domains.setdefault(domain, Domain(domain)).scope(scope).append(_example(record, scope, where))
+    if not domains:
+        raise DataError(f"{path}: no records")
+    return _check_complete(domains, str(path))
+
+
+def load_sets(files: dict[str, Path], domain: str | None = None) -> Benchmark:
+    """A deletion request as separate files, {scope: JSONL file} (forget, retain, optionally holdout, ...): each
+    record a prompt and an answer (our format without ``scope``, which the file gives). A record's ``domain`` field
+    names its domain, else ``domain``; a ``scope`` field, if any, must be the file's."""
+    domains: dict[str, Domain] = {}
+    for scope, path in files.items():
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        count = 0
+        for where, record in _json_lines(path):
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            if record.get("scope", scope) != scope:
+                raise DataError(f"{where}: field 'scope' is {record['scope']!r}, but this file holds the {scope} set")
+            if record.get("domain") is not None:
+                name = check_domain_name(text_field(record, "domain", where), where)
+            elif domain is not None:
+                name = check_domain_name(domain, "--domain")
+            else:
+                raise DataError(f"{where}: no field 'domain'; name the domain with --domain")
+            domains.setdefault(name, Domain(name)).scope(scope).append(_example(record, scope, where))
+            count += 1
+        if not count:
+            raise DataError(f"{path}: no records")
+    return _check_complete(domains, ", ".join(str(p) for p in files.values()))
+
+
+def _json_lines(path: Path) -> Iterable[tuple[str, Any]]:
+    """(where, record) of every non-blank line of a JSONL file; ``where`` names the file and line."""
     with path.open("rb") as lines:
         for line_no, raw in enumerate(lines, start=1):
             where = f"{path} line {line_no}"
@@ -102,25 +142,20 @@ def load_jsonl(path: str | Path) -> Benchmark:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
-            domain = check_domain_name(text_field(record, "domain", where), where)
-            scope = text_field(record, "scope", where)
-            if scope not in ALL_SCOPES:
-                raise DataError(f"{where}: field 'scope' must be one of {list(ALL_SCOPES)}, got {scope!r}")
-            prompt = text_field(record, "prompt", where)
-            paraphrase = _optional_text(record, "paraphrase", where)
-            if paraphrase is not None and scope != "forget":
-                raise DataError(f"{where}: field 'paraphrase' is only for forget records (scope is {scope!r})")
-            if paraphrase is not None and paraphrase.strip() == prompt.strip():
-                raise DataError(f"{where}: field 'paraphrase' repeats the prompt; it must be a second wording")
-            example = Example(prompt, text_field(record, "answer", where), _optional_text(record, "span", where),
-                              paraphrase)
-            domains.setdefault(domain, Domain(domain)).scope(scope).append(example)
-    if not domains:
-        raise DataError(f"{path}: no records")
-    return _check_complete(domains, str(path))
+
+
+def _example(record: dict, scope: str, where: str) -> Example:
+    """One record of our format as an example of ``scope``."""
+    prompt = text_field(record, "prompt", where)
+    paraphrase = _optional_text(record, "paraphrase", where)
+    if paraphrase is not None and scope != "forget":
+        raise DataError(f"{where}: field 'paraphrase' is only for forget records (scope is {scope!r})")
+    if paraphrase is not None and paraphrase.strip() == prompt.strip():
+        raise DataError(f"{where}: field 'paraphrase' repeats the prompt; it must be a second wording")
+    return Example(prompt, text_field(record, "answer", where), _optional_text(record, "span", where), paraphrase)
 
 
 def knowundo_records(records: Any, where: str) -> list[Example]:

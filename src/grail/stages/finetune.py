@@ -4,7 +4,7 @@ General replay (``grail/replay.py``) may be mixed in: every step adds, with weig
 from the base model's next-token distributions on a few replay examples to the current ones, so the model
 learns its facts without forgetting how it spoke before. Replay is not part of the "memorised" stop rule.
 
-Users who bring an already-trained model skip this stage (``finetune.adapter_path``).
+Users who bring an already-trained model skip this stage (``model.vanilla``, ``finetune.adapter_path``).
 """
 
 from __future__ import annotations
