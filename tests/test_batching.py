@@ -39,7 +39,7 @@ def test_encode_is_the_prompt_with_a_blank_line_then_the_answer_ending_with_eos(
 
 def test_a_chat_prompt_is_the_templates_user_turn_and_generation_prompt(tiny_base):
     _, tokenizer = tiny_base
-    chat = copy.deepcopy(tokenizer)  # the session's tokenizer has no template; keep it so
+    chat = copy.deepcopy(tokenizer)  # the shared fixture's tokenizer has no template; keep it so
     chat.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
                           "{% if add_generation_prompt %}[assistant] {% endif %}")
     item = encode(chat, EXAMPLE, prompt_format="chat")

@@ -33,8 +33,8 @@ def test_results_are_the_generators_whole():
 
 
 def test_the_documents_speak_of_the_product_as_it_is():
-    """No development history and no machine paths in what the repository ships: dating by sessions or tracker
-    numbers goes stale, and a machine path means nothing on the reader's machine."""
+    """No development history and no machine paths in what the repository ships: dating by development rounds or
+    tracker numbers goes stale, and a machine path means nothing on the reader's machine."""
     import subprocess
 
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()

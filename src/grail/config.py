@@ -166,10 +166,10 @@ class DomainSource(_Section):
     sets only."""
 
     def _ranges(self) -> list[tuple[bool, str, str]]:
-        from grail.data.examples import DOMAIN_NAME
+        from grail.data.examples import SAFE_NAME
 
         return [
-            (bool(DOMAIN_NAME.fullmatch(self.name)), "name", "letters, digits, '_', '.' and '-', starting with a "
+            (bool(SAFE_NAME.fullmatch(self.name)), "name", "letters, digits, '_', '.' and '-', starting with a "
              "letter or digit (it names files and keys)"),
             (self.path is not None or self.source in ("builtin", "knowundo-hub", "tofu", "muse"), "path",
              f"set for source {self.source!r}"),

@@ -116,10 +116,9 @@ class Experiments:
             return
         unlearn_cfg = dataclasses.replace(pipeline.config.unlearn, **method.unlearn)  # validated by the section
         localize_cfg = dataclasses.replace(pipeline.config.localize, **method.localize)
-        domains = list(method.domains or pipeline.benchmark.domain_names)
-        pipeline.benchmark.select(domains)  # unknown domains fail here, before any work
+        groups = method.stage3_passes(pipeline.benchmark.domain_names)
+        pipeline.benchmark.select([d for g in groups for d in g])  # unknown domains fail here, before any work
         build = mask_builder(method.masks)
-        groups = [[d] for d in domains] if method.sequential else [domains]
         masks = [build(pipeline, localize_cfg, g) for g in groups]
         encoded = pipeline.encoded()
         general_text = text_items(pipeline.tokenizer, OOD_RETAIN_TEXT) if method.retain_data == "ood" else None

@@ -165,8 +165,8 @@ def pools(pipeline: Pipeline, method: Method, domains: list[str], limit: int | N
     first of those in data order; and the sets stage 3 never trains on."""
     cfg, benchmark = pipeline.config, pipeline.benchmark
     unlearn_cfg = dataclasses.replace(cfg.unlearn, **method.unlearn)
-    unlearned = list(method.domains or benchmark.domain_names)
-    groups = [[d] for d in unlearned] if method.sequential else [unlearned]
+    groups = method.stage3_passes(benchmark.domain_names)
+    unlearned = [d for group in groups for d in group]
     retain_set = "general text" if method.retain_data == "ood" else "retain"
     drawn: dict[tuple[str, str], list[int]] = {}
     for group in groups:  # one stage-3 pass each, as Experiments.unlearn_method makes them

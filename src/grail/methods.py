@@ -12,20 +12,18 @@ registry's are.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from grail.config import ConfigError, LocalizeConfig, UnlearnConfig, parse_yaml, read_text_file
+from grail.data.examples import SAFE_NAME
 from grail.model_names import ModelName
 
 MASKS = ("none", "grail", "grail-per-domain", "memflex")
 """What a method may move: ``experiments.MASK_BUILDERS`` builds each."""
 RETAIN_DATA = ("id", "ood")
-METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-"""A method's name becomes a folder (``methods/<name>/``) and a table row: letters, digits, ``_``, ``.``, ``-``."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +66,12 @@ class Method:
                 config_class(**overrides)
             except ConfigError as err:
                 raise ConfigError(f"method {self.name!r}: {err}") from None
+
+    def stage3_passes(self, run_domains: list[str]) -> list[list[str]]:
+        """The domains of each of its stage-3 passes, in order: one pass over its domains (default: the run's), or
+        with ``sequential`` one pass a domain."""
+        domains = list(self.domains or run_domains)
+        return [[d] for d in domains] if self.sequential else [domains]
 
 
 # The published baselines run as published: gradient ascent, without the general replay term, the subject anchor,
@@ -163,7 +167,7 @@ def read_methods_file(path: Path, builtin: Mapping[str, Method] = METHODS) -> di
             raise ConfigError(f"{location}: a method is a mapping of {list(METHOD_FIELDS)}, got a YAML "
                               f"{type(entry).__name__}")
         name = entry.get("name")
-        if not isinstance(name, str) or not METHOD_NAME.fullmatch(name):
+        if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
             raise ConfigError(f"{location}: a method needs a name of letters, digits, '_', '.' and '-' (it names "
                               f"a folder), got {name!r}")
         where = f"{location}: method {name!r}"

@@ -64,7 +64,7 @@ from grail.run_folder import RunFolder, RunFolderError
 from grail.stages.finetune import finetune
 from grail.stages.gradients import importance, importance_by_dataset
 from grail.stages.localize import Localizer, flatten_masks, localize, unflatten_masks
-from grail.stages.objectives import TopK, reference_log_probs, topk_reference
+from grail.stages.objectives import TopK, needs_oracle_log_probs, reference_log_probs, topk_reference
 from grail.stages.unlearn import UpdateMasks, unlearn
 from grail.training import LOOP_VERSION
 
@@ -294,8 +294,7 @@ class Pipeline:
             return utility_check_ppl(model, self.tokenizer, cfg.evaluate.batch_size, self.device)
 
         general = self.general_replay if unlearn_cfg.general_weight else None
-        uses_oracle = unlearn_cfg.forget_objective == "ascent" and unlearn_cfg.ascent_stop == "oracle"
-        oracle_log_probs = self._oracle_log_probs(model) if uses_oracle else None
+        oracle_log_probs = self._oracle_log_probs(model) if needs_oracle_log_probs(unlearn_cfg) else None
         holdout = self.encoded_holdout()
         log = []
         for phase in phases:

@@ -71,13 +71,14 @@ class Example:
         return self.span or self.answer
 
 
-DOMAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-"""A domain name becomes part of file names and keys (``<domain>/forget``, ``<domain>:<param>``, ``methods/only-
-<domain>``): letters, digits, ``_``, ``.`` and ``-``, not starting with a dot or dash."""
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+"""A name that becomes part of file names and keys, a domain's (``<domain>/forget``, ``<domain>:<param>``,
+``methods/only-<domain>``) or a method's (``methods/<method>/``): letters, digits, ``_``, ``.`` and ``-``, not
+starting with a dot or dash."""
 
 
 def check_domain_name(name: str, where: str) -> str:
-    if not DOMAIN_NAME.fullmatch(name):
+    if not SAFE_NAME.fullmatch(name):
         raise DataError(f"{where}: domain name {name!r} may hold only letters, digits, '_', '.' and '-' (it "
                         "names files and keys), starting with a letter or digit")
     return name

@@ -290,6 +290,12 @@ class AscentStop:
     margin: float = 0.0
 
 
+def needs_oracle_log_probs(config: UnlearnConfig) -> bool:
+    """Whether the forget objective asks for the oracle's log-probabilities (``Setup.oracle_log_probs``): ascent
+    floored at the oracle (``ascent_stop: oracle``). Only then is the oracle trained for stage 3."""
+    return config.forget_objective == "ascent" and config.ascent_stop == "oracle"
+
+
 def _prepare_ascent(model: nn.Module, items: list[Encoded], setup: Setup) -> AscentStop:
     stop = setup.config.ascent_stop
     floor = None  # per forget token, its log-probability under a model that never saw it: ascent goes no lower
