@@ -13,6 +13,7 @@ from grail.cli import main
 from grail.experiments import MASK_BUILDERS
 from grail.methods import ABLATIONS, MASKS, METHODS, STRATEGIES, TABLE_I, Method, read_methods_file
 from grail.models import read_trainable_file
+from grail.stages.localize import load_masks
 
 TINY = {
     "model": {"name": "tiny", "adapter": "full"},
@@ -57,11 +58,11 @@ def test_masked_methods_never_move_their_frozen_entries(compared, name):
     folder, _ = compared
     vanilla = read_trainable_file(folder / "adapter_vanilla")
     after, sub = _weights(folder, name)
-    masks = io.load_tensors(sub / "masks.safetensors")
+    masks = load_masks(sub / "masks.safetensors")
     moved_free = 0
     for param, before in vanilla.items():
         changed = bits_changed(before, after[param])
-        frozen = masks[f"frozen.{param}"]
+        frozen = masks["frozen"][param]
         assert not (changed & frozen).any(), f"{name}: frozen entries of {param} moved"
         moved_free += int((changed & ~frozen).sum())
         if METHODS[name].masks == "memflex":  # whole tensors: frozen or not
@@ -86,9 +87,9 @@ def test_sequential_strategies_keep_each_phases_frozen_set(compared, name):
     folder, _ = compared
     vanilla = read_trainable_file(folder / "adapter_vanilla")
     after, sub = _weights(folder, name)
-    phase_masks = [io.load_tensors(sub / f"masks_{d}.safetensors") for d in METHODS[name].domains]
+    phase_masks = [load_masks(sub / f"masks_{d}.safetensors") for d in METHODS[name].domains]
     for param, before in vanilla.items():
-        always = phase_masks[0][f"frozen.{param}"] & phase_masks[1][f"frozen.{param}"]
+        always = phase_masks[0]["frozen"][param] & phase_masks[1]["frozen"][param]
         assert not (bits_changed(before, after[param]) & always).any()
 
 
@@ -138,8 +139,8 @@ def test_sweep_runs_grail_per_k_and_draws_fig4(compared):
     grail = io.read_json(folder / "evaluations" / "grail.json")["domains"]
     assert sweep["grail-krr-20"]["domains"] == {d: {k: s[k] for k in ("US", "RS", "HS")} for d, s in grail.items()}
     assert (folder / "comparison" / "fig4_sweep.png").stat().st_size > 1000
-    frozen = {n: sum(int(m.sum()) for k, m in io.load_tensors(folder / "methods" / n / "masks.safetensors").items()
-                     if k.startswith("op_ur.")) for n in ("grail-kur-5", "grail-kur-20")}
+    frozen = {n: sum(int(m.sum()) for m in load_masks(folder / "methods" / n / "masks.safetensors")["op_ur"].values())
+              for n in ("grail-kur-5", "grail-kur-20")}
     assert frozen["grail-kur-5"] < frozen["grail-kur-20"]
     assert main(["sweep", "--out", str(folder), "--quiet", "--k-ur", "five"]) == 2
 
@@ -210,8 +211,8 @@ def test_a_users_method_runs_like_a_built_in_one_under_its_own_name(own_run, tmp
     # trained from the vanilla model with GRAIL's frozen set, which it never moved
     vanilla = read_trainable_file(own_run / "adapter_vanilla")
     after, sub = _weights(own_run, "mine")
-    masks = io.load_tensors(sub / "masks.safetensors")
-    assert not any((bits_changed(before, after[p]) & masks[f"frozen.{p}"]).any() for p, before in vanilla.items())
+    masks = load_masks(sub / "masks.safetensors")
+    assert not any((bits_changed(before, after[p]) & masks["frozen"][p]).any() for p, before in vanilla.items())
     assert any(bits_changed(before, after[p]).any() for p, before in vanilla.items())
 
 

@@ -15,6 +15,7 @@ from grail.config import build_config
 from grail.models import read_trainable_file
 from grail.pipeline import Pipeline
 from grail.run_folder import RunFolderError
+from grail.stages.localize import load_masks
 
 TINY = TINY_RUN
 
@@ -30,10 +31,13 @@ def test_run_folder_holds_every_output(finished_run):
                  "importance.safetensors", "masks.safetensors", "results.json", "report.md"):
         assert (finished_run / name).is_file(), name
     params = read_trainable_file(finished_run / "adapter_vanilla")
-    masks = io.load_tensors(finished_run / "masks.safetensors")
-    assert set(masks) == {f"{kind}.{p}" for kind in ("op_ur", "op_rr", "frozen") for p in params}
-    for key, mask in masks.items():
-        assert mask.dtype == torch.bool and mask.shape == params[key.split(".", 1)[1]].shape
+    stored = io.load_tensors(finished_run / "masks.safetensors")  # bit-packed on disk
+    assert set(stored) == {f"{kind}.{p}" for kind in ("op_ur", "op_rr", "frozen") for p in params}
+    assert all(packed.dtype == torch.uint8 for packed in stored.values())
+    masks = load_masks(finished_run / "masks.safetensors")
+    for by_name in masks.values():
+        assert by_name.keys() == params.keys()
+        assert all(mask.dtype == torch.bool and mask.shape == params[p].shape for p, mask in by_name.items())
     results = io.read_json(finished_run / "results.json")
     assert list(results["models"]) == ["base", "vanilla", "grail"]
     for name, model in results["models"].items():
@@ -85,11 +89,11 @@ def test_base_entry_scores_the_model_before_fine_tuning(finished_run):
 def test_audit_fails_when_a_frozen_entry_changed(finished_run, tmp_path, capsys):
     tampered = tmp_path / "tampered"
     shutil.copytree(finished_run, tampered)
-    masks = io.load_tensors(tampered / "masks.safetensors")
+    frozen = load_masks(tampered / "masks.safetensors")["frozen"]
     weights_file = tampered / "adapter_unlearned" / "adapter_model.safetensors"
     weights = io.load_tensors(weights_file)
-    name = next(k.split(".", 1)[1] for k, m in masks.items() if k.startswith("frozen.") and m.any())
-    index = masks[f"frozen.{name}"].flatten().nonzero()[0]
+    name = next(p for p, m in frozen.items() if m.any())
+    index = frozen[name].flatten().nonzero()[0]
     weights[name].view(-1)[index] += 1.0
     io.save_tensors(weights_file, weights)
     assert main(["audit", str(finished_run)]) == 0
@@ -210,8 +214,9 @@ def test_unknown_model_is_a_clear_error(tmp_path, capsys):
 def test_one_dataset_at_a_time_finds_the_same_masks_without_keeping_scores(finished_run, cli_run, capsys):
     streamed = cli_run({**TINY, "gradients": {**TINY["gradients"], "one_dataset_at_a_time": True}}, "one-at-a-time")
     assert not (streamed / "importance.safetensors").exists()
-    masks, expected = (io.load_tensors(f / "masks.safetensors") for f in (streamed, finished_run))
-    assert masks.keys() == expected.keys() and all(torch.equal(masks[k], expected[k]) for k in masks)
+    masks, expected = (load_masks(f / "masks.safetensors") for f in (streamed, finished_run))
+    assert all(masks[k].keys() == expected[k].keys() for k in masks)
+    assert all(torch.equal(m, expected[k][p]) for k, by_name in masks.items() for p, m in by_name.items())
     assert main(["compare", "--out", str(streamed), "--quiet", "--methods", "grail-no-op-ur"]) == 2
     assert "one_dataset_at_a_time" in capsys.readouterr().err
 

@@ -1,14 +1,13 @@
 """``grail unlearn --model``: a user's own fine-tuned model (a whole model folder, or base + peft adapter) and a
 deletion request as JSONL files; stage 0 never runs and the user's folder is only read."""
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from tiny_configs import TINY_RUN
+from tiny_configs import OWN_MODEL_SETTINGS, TINY_RUN, folder_digest
 
 from grail import io
 from grail.cli import main
@@ -16,18 +15,6 @@ from grail.config import ModelConfig, build_config
 from grail.data.builtin import builtin_benchmark
 from grail.models import base_weights, load_base, load_trainable, trainable_parameters
 from grail.pipeline import Pipeline
-
-SETTINGS = {**{k: v for k, v in TINY_RUN.items() if k not in ("model", "data", "finetune")},
-            "attack": {"relearn_steps": [0, 2], "precisions": ["bfloat16"], "bootstrap": 50}}
-"""The tiny run's stage settings and quick attacks; the model and the data come from the command line."""
-
-
-def folder_digest(folder: Path) -> str:
-    """SHA-256 of every file's relative path and bytes: equal before and after iff nothing in it changed."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +42,7 @@ def own_models(tmp_path_factory):
         files[scope].write_text("".join(json.dumps({"prompt": ex.prompt, "answer": ex.answer}) + "\n"
                                         for d in benchmark.domains for ex in d.scope(scope)))
     settings = root / "settings.yaml"
-    settings.write_text(yaml.safe_dump(SETTINGS))
+    settings.write_text(yaml.safe_dump(OWN_MODEL_SETTINGS))
     return {"adapter": adapter, "whole": root / "whole", "files": files, "settings": settings}
 
 

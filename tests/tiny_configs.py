@@ -2,6 +2,8 @@
 puts conftest.py's folder there)."""
 
 import copy
+import hashlib
+from pathlib import Path
 
 import torch
 
@@ -17,6 +19,19 @@ TINY_RUN = {
     "evaluate": {"max_new_tokens": 4, "mmlu_per_subject": 1},
 }
 """LoRA on the tiny Llama, one person and one book: every stage in seconds."""
+
+OWN_MODEL_SETTINGS = {**{k: v for k, v in TINY_RUN.items() if k not in ("model", "data", "finetune")},
+                      "attack": {"relearn_steps": [0, 2], "precisions": ["bfloat16"], "bootstrap": 50}}
+"""``grail unlearn --model``'s ``--config`` in the tests: the tiny run's stage settings and quick attacks; the model
+and the data come from the command line."""
+
+
+def folder_digest(folder: Path) -> str:
+    """SHA-256 of every file's relative path and bytes: equal before and after iff nothing in it changed."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def lora_on(base, dropout: float = 0.0, b_scale: float = 0.02):

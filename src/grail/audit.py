@@ -7,11 +7,10 @@ from pathlib import Path
 
 import torch
 
-from grail import io
 from grail.config import read_yaml_mapping
 from grail.models import read_trainable_file
 from grail.run_folder import RunFolderError
-from grail.stages.localize import unflatten_masks
+from grail.stages.localize import load_masks
 from grail.stages.unlearn import UpdateMasks
 
 _SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -53,7 +52,7 @@ def audit(run_folder: str | Path) -> dict:
     config = read_yaml_mapping(folder / "config.yaml")
     policy = config.get("unlearn", {}).get("policy", "paper")
     localize_cfg = config.get("localize", {})
-    masks = unflatten_masks(io.load_tensors(folder / "masks.safetensors"))
+    masks = load_masks(folder / "masks.safetensors")
     frozen = UpdateMasks.for_policy(masks, policy, localize_cfg.get("use_op_ur", True),
                                     localize_cfg.get("use_op_rr", True)).never_moving()
     before = read_trainable_file(folder / "adapter_vanilla")

@@ -32,7 +32,7 @@ from grail.methods import METHODS, Method, get_method, sweep_methods
 from grail.model_names import ModelName
 from grail.pipeline import Masks, Phase, Pipeline, unlearned_methods, weights_folder
 from grail.stages.gradients import gradient_means
-from grail.stages.localize import flatten_masks, localize, memflex_frozen, memflex_selection
+from grail.stages.localize import localize, memflex_frozen, memflex_selection, save_masks
 
 MaskBuilder = Callable[[Pipeline, LocalizeConfig, list[str]], Masks | None]
 """(the run's pipeline, the method's localize config, the domains of a phase) -> masks, or None: nothing frozen."""
@@ -130,7 +130,7 @@ class Experiments:
                                 f"checkpoints/{name}"))
             if group_masks is not None:  # beside its weights: what it was allowed to move
                 suffix = f"_{group[0]}" if len(groups) > 1 else ""
-                io.save_tensors(target.parent / f"masks{suffix}.safetensors", flatten_masks(group_masks))
+                save_masks(target.parent / f"masks{suffix}.safetensors", group_masks)
         pipeline.unlearn_from_vanilla(method.name, phases, unlearn_cfg, localize_cfg)
 
     def stored_method(self, method: Method, utility_budget: float | None, target: str | None = None) -> Method:

@@ -29,7 +29,7 @@ from grail.models import EMBEDDED_MODEL, TINY_MODEL, load_base, load_trainable
 from grail.pipeline import unlearned_methods, weights_folder
 from grail.report import calibration_table, mask_summary
 from grail.run_folder import RunFolderError
-from grail.stages.localize import unflatten_masks
+from grail.stages.localize import load_masks
 from grail.tables import fixed_or_missing
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -62,7 +62,7 @@ def unlearned_models(run: Path) -> list[str]:
 
 def _mask_summary(path: Path) -> dict[str, Any] | None:
     """The method's masks as results.json summarizes GRAIL's (None: the method used no masks)."""
-    return mask_summary(unflatten_masks(io.load_tensors(path))) if path.is_file() else None
+    return mask_summary(load_masks(path)) if path.is_file() else None
 
 
 def _run_facts(run: Path, method: str) -> dict[str, Any]:

@@ -175,6 +175,19 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise _unreadable_tensors(path, err) from None
 
 
+def load_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's metadata (``save_tensors``' ``metadata``; empty if it has none), from its header alone."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.metadata() or {}
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # SafetensorError, OSError
+        raise _unreadable_tensors(path, err) from None
+
+
 def _unreadable_tensors(path: Path, error: Exception) -> UnreadableFileError:
     return UnreadableFileError(f"{path}: not a readable safetensors file ({error}); truncated or overwritten?")
 

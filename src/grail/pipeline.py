@@ -15,7 +15,8 @@ methods, the comparison tables and the sweeps build on this in ``experiments.py`
     RUN/general_replay.jsonl        the base model's own answers to general instructions (replay data)
     RUN/adapter_vanilla/            stage 0 (peft format)
     RUN/importance.safetensors      stage 1: "<domain>/<scope>:<param>" -> importance scores
-    RUN/masks.safetensors           stage 2: "op_ur.<param>", "op_rr.<param>", "frozen.<param>" -> bool masks
+    RUN/masks.safetensors           stage 2: "op_ur.<param>", "op_rr.<param>", "frozen.<param>" -> bool masks,
+                                    bit-packed (1 bit per entry; older bool files still load)
     RUN/adapter_unlearned/          stage 3: GRAIL's unlearned model (peft format)
     RUN/evaluations/<model>.json    scores of each model: base (no generation-based scores), vanilla, grail
     RUN/results.json, RUN/report.md
@@ -63,7 +64,7 @@ from grail.report import results_document, write_report
 from grail.run_folder import RunFolder, RunFolderError
 from grail.stages.finetune import finetune
 from grail.stages.gradients import importance, importance_by_dataset
-from grail.stages.localize import Localizer, flatten_masks, localize, unflatten_masks
+from grail.stages.localize import Localizer, load_masks, localize, save_masks
 from grail.stages.objectives import TopK, needs_oracle_log_probs, reference_log_probs, topk_reference
 from grail.stages.unlearn import UpdateMasks, unlearn
 from grail.training import LOOP_VERSION
@@ -246,8 +247,7 @@ class Pipeline:
             "masks.safetensors",
             self._stages12_one_dataset_at_a_time if one_at_a_time else
             lambda: localize(self.stage1_gradients(), self.benchmark.domain_names, self.config.localize),
-            lambda path, masks: io.save_tensors(path, flatten_masks(masks)),
-            lambda path: unflatten_masks(io.load_tensors(path)),
+            save_masks, load_masks,
             step="stages12_one_dataset_at_a_time" if one_at_a_time else "stage2_localize")
 
     def _stages12_one_dataset_at_a_time(self) -> Masks:

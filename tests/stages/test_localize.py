@@ -1,8 +1,12 @@
+import re
+
+import numpy as np
 import pytest
 import torch
 
+from grail import io
 from grail.config import LocalizeConfig
-from grail.stages.localize import flatten_masks, localize, top_k_mask, unflatten_masks
+from grail.stages.localize import load_masks, localize, pack_bits, save_masks, top_k_mask
 
 
 @pytest.mark.parametrize("shape,percent", [((8, 64), 10.0), ((576, 8), 20.0), ((7, 13), 33.0), ((100,), 1.0)])
@@ -43,7 +47,9 @@ def test_set_algebra_on_hand_made_scores():
 
 @pytest.mark.parametrize("use_ur,use_rr", [(False, True), (True, False), (False, False)])
 def test_ablations_switch_parts_of_the_frozen_set(use_ur, use_rr):
-    importance = {f"{d}/{s}": {"w": torch.randperm(50).float()} for d in ("a", "b") for s in ("forget", "retain")}
+    generator = torch.Generator().manual_seed(0)  # unseeded, about one draw in ten left OP-UR empty
+    importance = {f"{d}/{s}": {"w": torch.randperm(50, generator=generator).float()}
+                  for d in ("a", "b") for s in ("forget", "retain")}
     masks = localize(importance, ["a", "b"], LocalizeConfig(use_op_ur=use_ur, use_op_rr=use_rr))
     top = {name: {k: top_k_mask(scores["w"], k) for k in (10.0, 20.0)} for name, scores in importance.items()}
     op_ur = (top["a/forget"][10.0] | top["b/forget"][10.0]) & (top["a/retain"][10.0] | top["b/retain"][10.0])
@@ -56,13 +62,68 @@ def test_ablations_switch_parts_of_the_frozen_set(use_ur, use_rr):
     assert expected.any() == (use_ur or use_rr) and torch.equal(masks["frozen"]["w"], expected)
 
 
-def test_single_domain_and_flat_layout_round_trip():
+def test_single_domain_masks_round_trip_through_the_file(tmp_path):
     importance = {"only/forget": {"x.w": torch.rand(4, 5)}, "only/retain": {"x.w": torch.rand(4, 5)}}
     masks = localize(importance, ["only"], LocalizeConfig())
-    flat = flatten_masks(masks)
-    assert set(flat) == {"op_ur.x.w", "op_rr.x.w", "frozen.x.w"}
-    back = unflatten_masks(flat)
+    save_masks(tmp_path / "masks.safetensors", masks)
+    assert set(io.load_tensors(tmp_path / "masks.safetensors")) == {"op_ur.x.w", "op_rr.x.w", "frozen.x.w"}
+    back = load_masks(tmp_path / "masks.safetensors")
     assert all(torch.equal(back[k]["x.w"], masks[k]["x.w"]) for k in masks)
+
+
+ODD_SHAPES = [(), (1,), (0,), (3, 0), (7,), (8,), (9,), (3, 5, 7), (13, 64), (1, 1, 1)]
+
+
+def test_packed_masks_round_trip_exactly_whatever_their_shape(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    masks = {kind: {f"p{i}.w": torch.rand(shape, generator=generator) < density
+                    for i, shape in enumerate(ODD_SHAPES)}
+             for kind, density in (("op_ur", 0.1), ("op_rr", 0.5), ("frozen", 0.9))}
+    masks["frozen"]["full.w"], masks["op_ur"]["none.w"] = torch.ones(3, 3, dtype=torch.bool), torch.zeros(11).bool()
+    save_masks(tmp_path / "masks.safetensors", masks)
+    stored = io.load_tensors(tmp_path / "masks.safetensors")
+    assert all(t.dtype == torch.uint8 for t in stored.values())
+    back = load_masks(tmp_path / "masks.safetensors")
+    assert back.keys() == masks.keys()
+    for kind, by_name in masks.items():
+        assert back[kind].keys() == by_name.keys()
+        for name, mask in by_name.items():
+            got = back[kind][name]
+            assert got.dtype == torch.bool and got.shape == mask.shape and torch.equal(got, mask), (kind, name)
+
+
+def test_bits_are_packed_as_numpy_packbits_packs_them():
+    mask = torch.rand(5, 7) < 0.5
+    assert pack_bits(mask).tolist() == np.packbits(mask.numpy().flatten()).tolist()
+
+
+def test_a_large_mask_takes_one_bit_per_entry_on_disk(tmp_path):
+    mask = torch.rand(1000, 1003) < 0.3
+    save_masks(tmp_path / "packed.safetensors", {"frozen": {"w": mask}})
+    io.save_tensors(tmp_path / "bool.safetensors", {"frozen.w": mask})
+    packed_size = (tmp_path / "packed.safetensors").stat().st_size
+    assert packed_size < mask.numel() / 8 + 1024  # the header: key, dtype, shape, metadata
+    assert (tmp_path / "bool.safetensors").stat().st_size > 7.9 * packed_size
+
+
+def test_a_run_folders_older_bool_masks_still_load(tmp_path):
+    masks = {kind: {"a.w": torch.rand(4, 5) < 0.3, "b": torch.rand(9) < 0.6} for kind in ("op_ur", "op_rr", "frozen")}
+    io.save_tensors(tmp_path / "masks.safetensors", {f"{k}.{n}": m for k, by_name in masks.items()
+                                                     for n, m in by_name.items()})
+    back = load_masks(tmp_path / "masks.safetensors")
+    assert all(torch.equal(back[k][n], m) for k, by_name in masks.items() for n, m in by_name.items())
+
+
+def test_a_packed_mask_without_its_shape_is_refused_naming_the_file_and_the_key(tmp_path):
+    path = tmp_path / "masks.safetensors"
+    packed = {"frozen.a.w": pack_bits(torch.ones(4, 5, dtype=torch.bool)), "op_ur.b": pack_bits(torch.ones(3).bool())}
+    io.save_tensors(path, packed, {"layout": "packbits", "op_ur.b": "3"})
+    named = re.escape(f"{path}: mask 'frozen.a.w'")
+    with pytest.raises(io.UnreadableFileError, match=rf"{named} is packed .* records no shape"):
+        load_masks(path)
+    io.save_tensors(path, packed, {"layout": "packbits", "op_ur.b": "3", "frozen.a.w": "4,50"})  # bytes too few
+    with pytest.raises(io.UnreadableFileError, match=rf"{named} holds 3 .* shape \(4, 50\)"):
+        load_masks(path)
 
 
 def test_memflex_selects_whole_tensors_by_cosine_and_magnitude():

@@ -10,8 +10,11 @@ dataset D_x, k relative to the tensor's size, so every tensor contributes in pro
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+from grail import io
 from grail.config import LocalizeConfig
 
 MASK_KINDS = ("op_ur", "op_rr", "frozen")
@@ -87,16 +90,61 @@ def localize(importance: dict[str, dict[str, torch.Tensor]], domains: list[str],
     return localizer.masks()
 
 
-def flatten_masks(masks: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The on-disk layout of masks.safetensors: keys ``op_ur.<param>``, ``op_rr.<param>``, ``frozen.<param>``."""
-    return {f"{kind}.{name}": mask for kind, by_name in masks.items() for name, mask in by_name.items()}
+# masks.safetensors: keys ``op_ur.<param>``, ``op_rr.<param>``, ``frozen.<param>``, each mask bit-packed (1 bit per
+# entry, not torch's 1 byte per bool: a full-weight model's masks shrink from hundreds of MB to tens). The metadata
+# says so (``layout: packbits``) and records each key's shape ("4,8"; "" for a 0-d mask), which the bytes cannot hold.
+# Run folders written before hold plain bool tensors and load as they are.
+PACKED_LAYOUT = "packbits"
+_BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)  # big-endian within a byte, as numpy.packbits
 
 
-def unflatten_masks(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """A bool mask as uint8 bytes of 8 entries each, in row-major order, the last byte padded with zeros."""
+    flat = mask.flatten().to(torch.uint8)
+    flat = torch.nn.functional.pad(flat, (0, -flat.numel() % 8))
+    weights = torch.tensor(_BIT_WEIGHTS, dtype=torch.uint8, device=mask.device)
+    return (flat.view(-1, 8) * weights).sum(dim=1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The bool mask of ``shape`` that ``pack_bits`` packed into ``packed`` (the padding bits dropped)."""
+    weights = torch.tensor(_BIT_WEIGHTS, dtype=torch.uint8, device=packed.device)
+    bits = (packed.view(-1, 1) & weights) != 0
+    return bits.flatten()[:shape.numel()].view(shape)
+
+
+def save_masks(path: Path, masks: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Write {"op_ur" | "op_rr" | "frozen": {parameter: bool mask}} bit-packed (atomically, as every run file)."""
+    packed: dict[str, torch.Tensor] = {}
+    metadata = {"layout": PACKED_LAYOUT}
+    for kind, by_name in masks.items():
+        for name, mask in by_name.items():
+            packed[f"{kind}.{name}"] = pack_bits(mask)
+            metadata[f"{kind}.{name}"] = ",".join(str(n) for n in mask.shape)
+    io.save_tensors(path, packed, metadata)
+
+
+def load_masks(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The masks ``save_masks`` wrote, or a run folder's older file of bool tensors, as bool masks on the CPU.
+
+    A packed entry whose shape is not recorded, or whose bytes do not fit it, is an ``io.UnreadableFileError`` naming
+    the file and the key: the masks decide what stage 3 may move, so a guess would be worse than a refusal."""
+    flat = io.load_tensors(path)
+    metadata = io.load_metadata(path)
     masks: dict[str, dict[str, torch.Tensor]] = {kind: {} for kind in MASK_KINDS}
-    for key, mask in flat.items():
+    for key, stored in flat.items():
         kind, name = key.split(".", 1)
-        masks[kind][name] = mask
+        if stored.dtype == torch.bool:  # the layout before bit-packing
+            masks[kind][name] = stored
+            continue
+        if metadata.get("layout") != PACKED_LAYOUT or key not in metadata:
+            raise io.UnreadableFileError(f"{path}: mask {key!r} is packed ({stored.dtype}) but the file records no "
+                                         "shape for it; damaged or not written by grail?")
+        shape = torch.Size(int(n) for n in metadata[key].split(",") if n)
+        if stored.dtype != torch.uint8 or stored.numel() != -(-shape.numel() // 8):
+            raise io.UnreadableFileError(f"{path}: mask {key!r} holds {stored.numel()} {stored.dtype} entries, "
+                                         f"not the packed bits of shape {tuple(shape)}; damaged?")
+        masks[kind][name] = unpack_bits(stored, shape)
     return masks
 
 
