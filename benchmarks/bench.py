@@ -9,6 +9,8 @@ on this machine, on the same model and data:
 - stage 1: batched per-example |g| (grail) vs a batch-size-1 loop (same scores) vs a plain batched
   forward+backward of the same tokens (the floor: what any training step costs);
 - stage 2: grail's masks vs the same rule with Python sets, on the LoRA shapes of LLaMA-2-7B with random scores;
+- stage 2 sharded (FSDP2): the top-k masks of whole tensors in one process vs of row shards in 2 gloo processes
+  (``grail.stages.sharded_topk``), same shapes, one thread per process; ``--sharded-topk-only`` runs just this;
 - stage 3: a masked GRAIL step vs an unmasked GA+GD step;
 - end to end: each `grail` command of a fresh run, its time and its peak memory (each in its own process).
 """
@@ -29,6 +31,8 @@ from functools import partial
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from grail import io
 from grail.batching import Encoded, encode_all, example_losses
@@ -37,6 +41,7 @@ from grail.data.builtin import builtin_benchmark
 from grail.models import EMBEDDED_MODEL, trainable_parameters
 from grail.stages.gradients import corrupt_answers, gradient_means
 from grail.stages.localize import localize
+from grail.stages.sharded_topk import row_shard, sharded_top_k_masks, top_k_mask_exact
 from grail.stages.unlearn import UpdateMasks, unlearn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -130,6 +135,64 @@ def bench_stage2(args) -> dict:
         results[f"sets_{selection}_identical_masks"] = all(torch.equal(masks[k][n], reference[k][n])
                                                            for k in masks for n in shapes)
     return results
+
+
+def sharded_scores(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Uniform float32 scores. They are multiples of 2**-24, so a tensor may hold equal scores, and one process and
+    two must break those ties the same way."""
+    generator = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(shape, generator=generator) for n, shape in shapes.items()}
+
+
+def sharded_topk_worker(rank: int, world: int, folder: str, layers: int, percent: float, repeats: int) -> None:
+    """One of ``world`` processes: its rows of every tensor, the masks ``repeats`` times (after a warm-up), the
+    slowest process's time of each; writes its masks and (rank 0) the times to ``folder``."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=world)
+    try:
+        whole = sharded_scores(llama2_7b_lora_shapes(layers))
+        shards = {n: row_shard(t, rank, world) for n, t in whole.items()}
+        local, offsets = {n: s for n, (s, _) in shards.items()}, {n: o for n, (_, o) in shards.items()}
+        totals = {n: t.numel() for n, t in whole.items()}
+        del whole, shards
+        masks = sharded_top_k_masks(local, percent, totals, offsets)
+        times = []
+        for _ in range(repeats):
+            dist.barrier()
+            started = time.perf_counter()
+            masks = sharded_top_k_masks(local, percent, totals, offsets)
+            elapsed = torch.tensor([time.perf_counter() - started], dtype=torch.float64)
+            dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+            times.append(float(elapsed))
+        torch.save(masks, Path(folder) / f"masks-{rank}.pt")
+        if rank == 0:  # not grail.io: it writes from rank 0 and waits for the others at a barrier
+            (Path(folder) / "times.json").write_text(json.dumps(times))
+    finally:
+        dist.destroy_process_group()
+
+
+def bench_sharded_topk(args, processes: int = 2) -> dict:
+    """Stage 2's top-k under FSDP2: every tensor whole in one process, vs its rows split over ``processes`` gloo
+    processes that find each k-th largest together; the masks must be identical, entry for entry."""
+    shapes = llama2_7b_lora_shapes(args.layers)
+    percent = LocalizeConfig().k_ur
+    scores = sharded_scores(shapes)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each of the processes
+    try:
+        t_single, single = median_time(lambda: {n: top_k_mask_exact(s, percent) for n, s in scores.items()},
+                                       args.repeats)
+    finally:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(sharded_topk_worker, args=(processes, folder, args.layers, percent, args.repeats),
+                 nprocs=processes)
+        t_sharded = statistics.median(json.loads((Path(folder) / "times.json").read_text()))
+        parts = [torch.load(Path(folder) / f"masks-{r}.pt") for r in range(processes)]
+    identical = all(torch.equal(torch.cat([p[n] for p in parts]), single[n]) for n in shapes)
+    return {"tensors": len(shapes), "entries": sum(torch.Size(s).numel() for s in shapes.values()),
+            "percent": percent, "processes": processes, "single_s": t_single, "sharded_s": t_sharded,
+            "sharded_over_single": t_sharded / t_single, "identical_masks": identical}
 
 
 def bench_stage3(model, tokenizer, args) -> dict:
@@ -245,6 +308,12 @@ def markdown(results: dict, command: str) -> str:
         f"{100 * s3['frozen_fraction']:.1f} % of entries frozen) | {s3['masked_step_s']:.3f} s | "
         f"{s3['unmasked_step_s']:.3f} s | {s3['masked_over_unmasked']:.3f}x | <= 1.05x |",
     ]
+    if results.get("sharded_topk"):
+        sh = results["sharded_topk"]
+        lines.append(f"| stage 2 sharded: top {sh['percent']:g} % masks of row shards in {sh['processes']} gloo "
+                     f"processes vs whole tensors in one ({sh['entries']:,} entries; identical masks: "
+                     f"{sh['identical_masks']}) | {sh['sharded_s']:.3f} s | {sh['single_s']:.3f} s | "
+                     f"{sh['sharded_over_single']:.2f}x the one-process time | |")
     if results.get("end_to_end"):
         *steps, inside = results["end_to_end"]
         total = sum(r["seconds"] for r in steps)
@@ -268,10 +337,16 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=32, help="LLaMA-2-7B layers for stage 2 (32: the whole model)")
     parser.add_argument("--steps", type=int, default=4, help="stage 3 steps per timed epoch")
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--sharded-topk-only", action="store_true",
+                        help="time only the sharded top-k masks (print JSON, write no report)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
     args = parser.parse_args()
 
     command = " ".join(["python benchmarks/bench.py", *sys.argv[1:]])
+    if args.sharded_topk_only:
+        print(json.dumps({"command": command, "machine": machine(), "sharded_topk": bench_sharded_topk(args)},
+                         indent=2))
+        return
     model, tokenizer = lora_with_trained_b(ModelConfig(name=args.model, lora_dropout=0.0))
     results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "model": args.model,
                "repeats": args.repeats, "json": args.out.with_suffix(".json").name}
@@ -281,6 +356,8 @@ def main() -> None:
     results["stage2"] = bench_stage2(args)
     print("stage 3 ...", file=sys.stderr)
     results["stage3"] = bench_stage3(model, tokenizer, args)
+    print("stage 2 sharded ...", file=sys.stderr)
+    results["sharded_topk"] = bench_sharded_topk(args)
     if not args.skip_end_to_end:
         print("end to end ...", file=sys.stderr)
         results["end_to_end_preset"] = "default" if args.model == EMBEDDED_MODEL else "smoke"

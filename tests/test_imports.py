@@ -131,7 +131,8 @@ LAYERS: list[tuple[str, set[str]]] = [
         "grail.methods"}),
     ("what is computed on a model: the stages, scoring, the training loop, calibration", {
         "grail.stages", "grail.stages.finetune", "grail.stages.gradients", "grail.stages.localize",
-        "grail.stages.objectives", "grail.stages.stops", "grail.stages.targets", "grail.stages.unlearn",
+        "grail.stages.objectives", "grail.stages.sharded_topk", "grail.stages.stops", "grail.stages.targets",
+        "grail.stages.unlearn",
         "grail.scoring", "grail.training", "grail.calibration"}),
     ("measurements of models and their tables and figures; the run folder", {
         "grail.evaluation", "grail.mmlu", "grail.general_eval", "grail.replay", "grail.audit", "grail.run_folder",

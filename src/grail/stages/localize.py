@@ -16,17 +16,16 @@ import torch
 
 from grail import io
 from grail.config import LocalizeConfig
+from grail.stages.sharded_topk import top_k_mask_exact
 
 MASK_KINDS = ("op_ur", "op_rr", "frozen")
 
 
 def top_k_mask(scores: torch.Tensor, percent: float) -> torch.Tensor:
-    """Boolean mask of the round(percent % of numel) highest-scoring entries (ties broken by topk)."""
-    k = round(scores.numel() * percent / 100.0)
-    mask = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
-    if k > 0:
-        mask[scores.flatten().topk(k, sorted=False).indices] = True
-    return mask.view(scores.shape)
+    """Boolean mask of the round(percent % of numel) highest-scoring entries, ties at the threshold to the lower flat
+    index: the rule ``sharded_topk`` also follows when each process holds only a shard of the tensor, so one process
+    and many give the same mask entry for entry."""
+    return top_k_mask_exact(scores, percent)
 
 
 class Localizer:
