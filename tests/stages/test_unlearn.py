@@ -266,6 +266,29 @@ def test_a_domain_at_the_target_within_the_epoch_leaves_the_ascent(tiny_lora, ti
     assert len(ascended) > 2  # the epoch went on for the other domain
 
 
+def test_a_domain_newly_held_leaves_no_momentum_behind(tiny_lora, tiny_sets, monkeypatch):
+    """``to_base`` holds a domain at its target: Adam's first moment (the ascent of the steps before) is cleared when
+    the domain is held, once; the steps after build it again from the gradients of then."""
+    model, tokenizer = tiny_lora
+    forget, retain = tiny_sets
+    done, going = sorted(forget)
+    _scripted_us(monkeypatch, forget, **{done: [0.0, 100.0], going: [0.0]})
+    momentum = []  # at the start of each optimizer step: the first moment's total magnitude
+    adam_step = torch.optim.AdamW.step
+
+    def recording(self, *args, **kwargs):
+        momentum.append(sum(float(s["exp_avg"].abs().sum()) for s in self.state.values() if "exp_avg" in s))
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording)
+    config = UnlearnConfig(forget_objective="to_base", target="us", target_us=50.0, target_check_steps=1, epochs=1,
+                           lr=1e-3, batch_size=4, general_weight=0.0, anchor_weight=0.0, utility_budget=None)
+    log = unlearn(model, forget, retain, config, pad_id=tokenizer.pad_token_id, seed=0)
+    assert log[0]["target_reached_at_step"] == {done: 1}
+    assert momentum[0] == 0.0 and momentum[1] == 0.0  # before the first step; cleared by the hold after it
+    assert len(momentum) > 3 and all(m > 0 for m in momentum[2:])
+
+
 def test_the_target_is_not_checked_after_the_last_step_when_the_epoch_end_measures_it(tiny_lora, tiny_sets,
                                                                                       monkeypatch):
     """Each domain's target is measured before unlearning, after every step but the epoch's last (the epoch's end

@@ -212,13 +212,15 @@ class UnlearningLoss:
             retain_part = retain_part + config.anchor_weight * anchor_loss
         return config.forget_weight * forget_loss, retain_part, (forget_logged, retain_logged)
 
-    def hold(self, domain: str) -> None:
+    def hold(self, domain: str) -> bool:
         """Keep ``domain`` where it is from now on: its forget answers' next-token distributions of this moment
-        (objectives that hold; taken once)."""
-        if self.forget_objective.holds and domain not in self.held():
-            with eval_mode(self.model):
-                self.held()[domain] = objectives.topk_reference(self.model, self.forget_pools[domain],
-                                                                self.setup.pad_id, self.setup.device)
+        (objectives that hold; taken once). Whether it was newly held."""
+        if not self.forget_objective.holds or domain in self.held():
+            return False
+        with eval_mode(self.model):
+            self.held()[domain] = objectives.topk_reference(self.model, self.forget_pools[domain],
+                                                            self.setup.pad_id, self.setup.device)
+        return True
 
     def left_to_ascend(self) -> dict[str, float]:
         """Per domain, the share (%) of its forget tokens the forget objective still pushes."""
@@ -285,13 +287,22 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     setup = objectives.Setup(config, pad_id, device, seed, model.config.vocab_size, oracle_log_probs)
     # the targets' and the checks' starting values, then the objectives' references: all before the first update
     targets = TargetStop(model, target, list(forget_pools), config.target_check_steps,
-                         left_to_ascend=lambda: loss.left_to_ascend(), hold=lambda d: loss.hold(d))
+                         left_to_ascend=lambda: loss.left_to_ascend(), hold=lambda d: hold(d))
     divergence = Divergence(check, config.divergence_rs_drop, params) if check is not None else None
     budget = UtilityBudget(utility, config, params, optimizer, lambda j: repair_step(j)) \
         if utility is not None and config.utility_budget else None
     loss = UnlearningLoss(model, config, setup, forget_pools, retain_pool, general, held)
     every_forget = [x for xs in forget_pools.values() for x in xs]
     epoch_start: Weights = {}
+
+    def hold(domain: str) -> None:
+        """Hold ``domain`` where it met its target. Adam's first moment still carries the ascent of the steps before
+        (for about 1 / (1 - beta1) steps) and would push the domain on past its target: a domain newly held clears
+        it. The second moment, the step's scale, stays."""
+        if loss.hold(domain):
+            for state in optimizer.state.values():
+                if "exp_avg" in state:
+                    state["exp_avg"].zero_()
 
     def step(batch: StepBatch) -> tuple[float, float]:
         """The paper's update: θ ← θ − η·AdamW(∇L ⊙ ¬F)."""
