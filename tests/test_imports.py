@@ -125,10 +125,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("leaves: the config, names, numbers and files every other module shares", {
         "grail", "grail.config", "grail.data.examples", "grail.distributed", "grail.io", "grail.metrics",
         "grail.model_names", "grail.tables", "grail.threads"}),
-    ("data, models, batches and the registry of methods (config overrides)", {
+    ("data, models (and their sharding), batches and the registry of methods (config overrides)", {
         "grail.data", "grail.data.builtin", "grail.data.general", "grail.data.hub", "grail.data.loaders",
         "grail.data.muse", "grail.data.sources", "grail.data.tofu", "grail.batching", "grail.models",
-        "grail.methods"}),
+        "grail.methods", "grail.sharding"}),
     ("what is computed on a model: the stages, scoring, the training loop, calibration", {
         "grail.stages", "grail.stages.finetune", "grail.stages.gradients", "grail.stages.localize",
         "grail.stages.objectives", "grail.stages.sharded_topk", "grail.stages.stops", "grail.stages.targets",

@@ -7,6 +7,8 @@ group (NCCL on GPUs, gloo on CPUs). From then on:
 - stage 1: each process takes every N-th batch of per-example gradients; the per-dataset sums are all-reduced;
 - stages 0 and 3: each process takes its share of every batch; the gradients are all-reduced (summed, each
   process's loss weighted by its share of the batch), so every process makes the same update, as under DDP;
+  stage 3 may instead run on a model sharded by FSDP2 (``grail.sharding``), whose gradients FSDP2 sums into each
+  process's shard;
 - everything else (stage 2, evaluation) runs on every process, on identical weights, so every process takes
   the same decisions (early stopping, reverting) without further messages;
 - only process 0 writes files (``grail.io`` checks), and every write ends with a barrier, so what one process
@@ -76,10 +78,14 @@ def shard(items: Sequence[T]) -> list[T]:
 
 
 def share_of_mean(term: Callable[[list[T]], tuple[torch.Tensor, float]], mine: list[T],
-                  batch_size: int) -> tuple[torch.Tensor, float]:
+                  batch_size: int, stand_in: list[T] | None = None) -> tuple[torch.Tensor, float]:
     """A loss's mean over this process's share ``mine`` of a batch of ``batch_size``, weighted by the share, so
-    the shares' gradients sum to the whole batch's; (zero, nan) for an empty share."""
+    the shares' gradients sum to the whole batch's; (zero, nan) for an empty share. A sharded model (FSDP2,
+    ``grail.sharding``) needs every process in every forward and backward: there an empty share runs ``term`` on
+    ``stand_in`` (an example of the batch), weighted 0."""
     if not mine:
+        if stand_in:
+            return term(stand_in)[0] * 0.0, math.nan
         return torch.zeros(()), math.nan
     loss, logged = term(mine)
     return loss * (len(mine) / batch_size), logged

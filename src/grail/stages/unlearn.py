@@ -26,6 +26,10 @@ Masking policies:
 Frozen means bit-identical. Zeroing gradients is not enough with AdamW: its decoupled weight decay moves every
 entry. So the optimizer runs without weight decay and the decay is applied here, masked; an entry whose
 gradient is always zero keeps zero Adam moments, so Adam's update there is exactly zero too.
+
+Several processes split every batch (``distributed``). The model may also be sharded by FSDP2
+(``grail.sharding.shard_model``; its parameters are then DTensors): the masks are cut to each process's shards,
+every masked operation acts on the local shards, and FSDP2's backward has summed the gradients already.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from grail import distributed
+from grail import distributed, sharding
 from grail.batching import Encoded
 from grail.config import UnlearnConfig
 from grail.models import eval_mode, trainable_parameters
@@ -76,9 +80,11 @@ class UpdateMasks:
         return cls({n: ~m for n, m in op_ur.items()}, {n: ~m for n, m in op_rr.items()}, per_objective=True)
 
     def on(self, params: dict[str, nn.Parameter]) -> UpdateMasks:
-        """The masks on each parameter's device (masks load on the CPU; a GPU's parameters cannot take them)."""
-        return UpdateMasks({n: m.to(params[n].device) for n, m in self.forget.items()},
-                           {n: m.to(params[n].device) for n, m in self.retain.items()}, self.per_objective)
+        """The masks on each parameter's device (masks load on the CPU; a GPU's parameters cannot take them); for
+        a sharded model (FSDP2, ``grail.sharding``), each cut to this process's shard of its parameter."""
+        forget = sharding.shard_masks(self.forget, params)
+        retain = forget if self.retain is self.forget else sharding.shard_masks(self.retain, params)  # ``paper``: one
+        return UpdateMasks(forget, retain, self.per_objective)
 
     def movable(self) -> dict[str, torch.Tensor]:
         """Entries some objective may move."""
@@ -92,31 +98,49 @@ class UpdateMasks:
 def masked_gradients(params: dict[str, nn.Parameter], forget_loss: torch.Tensor, retain_loss: torch.Tensor,
                      masks: UpdateMasks | None) -> None:
     """Each parameter's ``.grad`` = the gradient of forget_loss + retain_loss (both weighted already) ⊙ its mask:
-    one backward and not-F under ``paper``; under ``per-objective`` each loss's gradient masked on its own."""
+    one backward and not-F under ``paper``; under ``per-objective`` each loss's gradient masked on its own. On a
+    sharded model the masks are the shards' (``UpdateMasks.on``) and apply to the local shards of the gradients."""
     if masks is None or not masks.per_objective:
         loss = forget_loss + retain_loss
         if loss.requires_grad:  # a process with no examples in this step contributes nothing
             loss.backward()
         if masks is not None:
             for name, param in params.items():
-                if param.grad is not None:
-                    param.grad.masked_fill_(~masks.forget[name], 0.0)  # masked_fill: a NaN or inf is zeroed too
+                if param.grad is not None:  # masked_fill: a NaN or inf is zeroed too
+                    sharding.local(param.grad).masked_fill_(~masks.forget[name], 0.0)
         return
     for loss, keep in ((forget_loss, masks.forget), (retain_loss, masks.retain)):
         if not loss.requires_grad:
             continue
-        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-        for (name, param), grad in zip(params.items(), grads):
+        for (name, param), grad in zip(params.items(), _gradients(params, loss)):
             if grad is not None:
-                grad = grad.masked_fill(~keep[name], 0.0)
+                grad = grad.clone()  # autograd may hand one tensor to several parameters
+                sharding.local(grad).masked_fill_(~keep[name], 0.0)
                 param.grad = grad if param.grad is None else param.grad + grad
+
+
+def _gradients(params: dict[str, nn.Parameter], loss: torch.Tensor) -> list[torch.Tensor | None]:
+    """d loss / d parameter, each (None where the loss does not reach it); ``.grad`` is left as it was. A sharded
+    model's gradients come only from a backward (FSDP2 reduce-scatters them into ``.grad``)."""
+    if not sharding.is_sharded(params.values()):
+        return list(torch.autograd.grad(loss, list(params.values()), allow_unused=True))
+    kept = [param.grad for param in params.values()]
+    for param in params.values():
+        param.grad = None
+    loss.backward()
+    grads = [param.grad for param in params.values()]
+    for param, grad in zip(params.values(), kept):
+        param.grad = grad
+    return grads
 
 
 def masked_update(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer, masks: UpdateMasks | None,
                   config: UnlearnConfig) -> None:
     """θ ← θ − η·AdamW(∇L ⊙ ¬F), then decay θ ⊙ ¬F: summed over processes, clipped, decayed only where an
-    objective may move (decoupled decay would move frozen entries too), stepped; gradients cleared."""
-    distributed.sum_gradients(params.values())  # masks are elementwise: summing after masking is the same
+    objective may move (decoupled decay would move frozen entries too), stepped; gradients cleared. A sharded
+    model's gradients are summed already (FSDP2's backward); its clipping takes the norm over all shards."""
+    if not sharding.is_sharded(params.values()):
+        distributed.sum_gradients(params.values())  # masks are elementwise: summing after masking is the same
     if config.max_grad_norm:
         torch.nn.utils.clip_grad_norm_(list(params.values()), config.max_grad_norm)
     if config.weight_decay:
@@ -124,6 +148,7 @@ def masked_update(params: dict[str, nn.Parameter], optimizer: torch.optim.Optimi
         movable = None if masks is None else masks.movable()
         with torch.no_grad():
             for name, param in params.items():
+                param = sharding.local(param)  # masks of a sharded model are the local shards'
                 if movable is None:
                     param.mul_(1 - factor)
                 else:
@@ -172,6 +197,7 @@ class UnlearningLoss:
                  general: dict[Encoded, objectives.TopK] | None, held: Callable[[], dict]) -> None:
         self.model, self.config, self.setup, self.forget_pools = model, config, setup, forget_pools
         self.general, self.held = general, held  # ``held()``: per held domain, its distributions (see ``hold``)
+        self.sharded = sharding.is_sharded(model.parameters())  # every process in every forward (``share``)
         self.forget_objective = objectives.FORGET_OBJECTIVES[config.forget_objective]
         self.retain_objective = objectives.RETAIN_OBJECTIVES[config.retain_objective]
         every_forget = [x for xs in forget_pools.values() for x in xs]
@@ -186,29 +212,32 @@ class UnlearningLoss:
         the batch, its losses weighted by that share; the gradients are summed over processes (``masked_update``),
         so every process makes the same update."""
         model, s, config = self.model, self.setup, self.config
-        forget_items = distributed.shard(batch.forget)
-        forget_loss, forget_logged = distributed.share_of_mean(
-            lambda xs: self.forget_objective.loss(model, xs, s, self.forget_prepared), forget_items, len(batch.forget))
+
+        def share(term: Callable[[list[Encoded]], tuple[torch.Tensor, float]],
+                  items: list[Encoded]) -> tuple[torch.Tensor, float]:
+            """``term`` on this process's share of ``items``, weighted by the share (a sharded model: a process
+            without a share runs a stand-in, weighted 0, since every process takes part in every forward)."""
+            return distributed.share_of_mean(term, distributed.shard(items), len(items),
+                                             stand_in=items[:1] if self.sharded else None)
+
+        forget_loss, forget_logged = share(lambda xs: self.forget_objective.loss(model, xs, s, self.forget_prepared),
+                                           batch.forget)
         if batch.hold:  # the domains at their target, held there: part of the forget objective (and its mask)
             at_target = {x: top for domain_held in self.held().values() for x, top in domain_held.items()}
-            hold_loss, _ = distributed.share_of_mean(
-                lambda xs: objectives.topk_kl_loss(model, xs, s.pad_id, s.device, at_target),
-                distributed.shard(batch.hold), len(batch.hold))
+            hold_loss, _ = share(lambda xs: objectives.topk_kl_loss(model, xs, s.pad_id, s.device, at_target),
+                                 batch.hold)
             forget_loss = forget_loss + hold_loss
-        retain_loss, retain_logged = distributed.share_of_mean(
-            lambda xs: self.retain_objective.loss(model, xs, s, self.retain_prepared),
-            distributed.shard(batch.retain), len(batch.retain))
+        retain_loss, retain_logged = share(lambda xs: self.retain_objective.loss(model, xs, s, self.retain_prepared),
+                                           batch.retain)
         if batch.general:  # general replay is retain data: it joins the retain objective (and its mask)
-            general_loss, _ = distributed.share_of_mean(
-                lambda xs: objectives.topk_kl_loss(model, xs, s.pad_id, s.device, self.general),
-                distributed.shard(batch.general), len(batch.general))
+            general_loss, _ = share(lambda xs: objectives.topk_kl_loss(model, xs, s.pad_id, s.device, self.general),
+                                    batch.general)
         else:
             general_loss = torch.zeros(())
         retain_part = config.retain_weight * retain_loss + config.general_weight * general_loss
         if self.anchor is not None:  # the forget prompts' states: a retain term (and its mask)
-            anchor_loss, _ = distributed.share_of_mean(
-                lambda xs: objectives.anchor_loss(model, xs, s.pad_id, s.device, self.anchor),
-                forget_items, len(batch.forget))
+            anchor_loss, _ = share(lambda xs: objectives.anchor_loss(model, xs, s.pad_id, s.device, self.anchor),
+                                   batch.forget)
             retain_part = retain_part + config.anchor_weight * anchor_loss
         return config.forget_weight * forget_loss, retain_part, (forget_logged, retain_logged)
 
@@ -275,6 +304,9 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     if config.general_weight and not general:
         raise ValueError("unlearn.general_weight > 0 needs general replay data (data.general_replay > 0)")
     params = trainable_parameters(model)
+    if checkpoint_dir is not None and sharding.is_sharded(params.values()):
+        raise NotImplementedError("stage 3 on a sharded model keeps no checkpoints yet (they need "
+                                  "torch.distributed.checkpoint): checkpoint_dir must be None")
     masks = None if masks is None else masks.on(params)
     # Decay is applied by hand (masked, in masked_update), so AdamW itself must not decay.
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)

@@ -1,0 +1,111 @@
+"""Stage 3 with the model sharded by PyTorch's FSDP2 (``torch.distributed.fsdp.fully_shard``): each process holds
+a row shard of every parameter (a DTensor, ``Shard(0)``: ``torch.chunk`` over dim 0), of its gradient and of its
+optimizer state, so a model whose weights, gradients and Adam moments do not fit one device fits several.
+
+- ``shard_model``: the usual recipe, ``fully_shard`` on each decoder layer and then on the root. Frozen weights
+  (LoRA's base model, or the embeddings and norms of ``adapter: full``) are sharded too; only what requires grad
+  gets a gradient.
+- Gradients: after each backward FSDP2 reduce-scatters every gradient, by default *averaged* over the processes
+  (``ReduceOp.AVG``). The stages weight each process's loss by its share of the batch so that the shares'
+  gradients *sum* to the whole batch's (``distributed.share_of_mean``, then ``distributed.sum_gradients`` under
+  DDP). ``shard_model`` therefore makes FSDP2 sum (divide factor 1, plain ``SUM``): the same weighting gives the
+  whole batch's gradient, and ``masked_update`` must not sum again.
+- Every process must run every forward and every backward, since each gathers the shards of all and scatters the
+  gradients to all: a process with no share of a batch runs a stand-in example weighted 0
+  (``distributed.share_of_mean``'s ``stand_in``).
+- Masks: stage 2's masks are whole tensors; ``shard_like`` cuts one to its parameter's local shard, and stage 3's
+  masked operations act on the local shards (``local``), elementwise, so frozen entries stay bit-identical on every
+  shard. Clipping takes the global norm: ``torch.nn.utils.clip_grad_norm_`` on DTensor gradients reduces the norm
+  over the shards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.distributed.tensor import DTensor, distribute_tensor
+
+from grail import distributed
+
+
+def is_sharded(params: Iterable[torch.Tensor]) -> bool:
+    """Whether the parameters are FSDP2's shards (DTensors)."""
+    return any(isinstance(param, DTensor) for param in params)
+
+
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    """This process's shard of a DTensor (a view: in-place changes reach the DTensor); a plain tensor itself."""
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's repeated blocks, by the classes transformers keeps whole when it splits a model across devices
+    (``_no_split_modules``: ``LlamaDecoderLayer`` and the like); through a peft wrapper too."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(inner, "_no_split_modules", None) or [])
+    layers = [module for module in model.modules() if type(module).__name__ in names]
+    if not layers:
+        raise ValueError(f"{type(inner).__name__}: no decoder layers to shard (no module of the classes "
+                         f"{sorted(names)} of its _no_split_modules)")
+    return layers
+
+
+def shard_model(model: nn.Module) -> nn.Module:
+    """Shard ``model`` in place over all processes (FSDP2: each decoder layer, then the root), with gradients summed
+    over the processes; returns it. The process group must be up (``distributed.init_from_env``). What the model
+    keeps of its base weights beside its parameters (``adapter: full``: ``models.base_weights``) is sharded alike."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    if not distributed.active():
+        raise RuntimeError("shard_model needs a process group (torchrun, then distributed.init_from_env)")
+    mesh = init_device_mesh("cuda" if torch.cuda.is_available() else "cpu", (distributed.world_size(),))
+    for layer in decoder_layers(model):
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    for module in model.modules():
+        if isinstance(module, FSDPModule):  # sum, as distributed.sum_gradients does (the default averages)
+            module.set_gradient_divide_factor(1.0)
+            module.set_force_sum_reduction_for_comms(True)  # a plain SUM: no pre-multiplied sum (gloo has none)
+    _shard_kept_weights(model)
+    return model
+
+
+def _shard_kept_weights(model: nn.Module) -> None:
+    """The copies ``models.make_trainable`` (full: the base linear weights) and a brought vanilla model (the base
+    values of the frozen weights it changed) keep beside the parameters, cut like their parameters, so that
+    ``models.base_weights`` can copy them in."""
+    from grail.models import trainable_parameters
+
+    for attribute, params in (("_grail_base_weights", trainable_parameters(model)),
+                              ("_grail_base_frozen", dict(model.named_parameters()))):
+        kept = getattr(model, attribute, None)
+        if kept:
+            setattr(model, attribute, {name: _like(value, params[name]) if isinstance(params[name], DTensor)
+                                        else value for name, value in kept.items()})
+
+
+def _like(tensor: torch.Tensor, param: DTensor) -> DTensor:
+    """``tensor`` (a whole tensor, the same on every process) as a DTensor placed as ``param``, holding a copy of
+    this process's part only (not a view that keeps the whole alive); no message is sent."""
+    whole = distribute_tensor(tensor.to(param.device), param.device_mesh, param.placements, src_data_rank=None)
+    return DTensor.from_local(whole.to_local().clone(), param.device_mesh, param.placements, run_check=False,
+                              shape=whole.shape, stride=whole.stride())
+
+
+def shard_like(mask: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """A whole-tensor mask cut to ``param``'s local shard (its ``to_local()`` shape, on its device); for a plain
+    parameter, the mask on its device."""
+    return _like(mask, param).to_local() if isinstance(param, DTensor) else mask.to(param.device)
+
+
+def shard_masks(masks: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``shard_like`` for each mask of a {parameter name: mask} mapping."""
+    return {name: shard_like(mask, params[name]) for name, mask in masks.items()}
+
+
+def full_weights(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each parameter whole, on every process (an all-gather per sharded one: every process must call it)."""
+    return {name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().clone() for name, p in params.items()}
