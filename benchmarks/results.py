@@ -384,8 +384,10 @@ def readme_block(seeds: Seeds) -> str:
 
     seed = seeds.seeds[0]
     document = seeds.results[seed]
-    summary = _prose(f"Seeds {', '.join(map(str, seeds.seeds))}: {default_summary(seeds)} The attacks and the "
-                     "comparisons with other methods: RESULTS.md.")
+    compared = any((forgetting_matched_folder(seeds.folder(s)) / "comparison.json").exists()
+                   or (utility_matched_folder(seeds.folder(s)) / "comparison.json").exists() for s in seeds.seeds)
+    elsewhere = "The attacks and the comparisons with other methods" if compared else "The attacks"
+    summary = _prose(f"Seeds {', '.join(map(str, seeds.seeds))}: {default_summary(seeds)} {elsewhere}: RESULTS.md.")
     return (f"Seed {seed} (`runs/results/seed{seed}/report.md`):\n\n{results_table(document)}\n\n"
             f"{general_table(document)}\n\n{summary}")
 
