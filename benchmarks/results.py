@@ -257,6 +257,10 @@ prompts beyond the oracle.
 {_prose(f"{passed} of {total} checks pass. Not passed: {'; '.join(failed) if failed else 'none'}.")}"""
 
 
+def _every(steps: int) -> str:
+    return "step" if steps == 1 else f"{steps} steps" if steps else "epoch"
+
+
 def forgetting_matched_section(seeds: Seeds) -> str:
     rows, per_method = [], {}
     for s in seeds.seeds:
@@ -300,7 +304,7 @@ def forgetting_matched_section(seeds: Seeds) -> str:
     return f"""## Does localization earn its keep? Forgetting- and utility-matched
 
 `grail compare --out runs/results/seedN --methods {','.join(FORGETTING_MATCHED)} --utility-budget {BUDGET:g}
---target calibrated`: every method held to the same calibrated target (checked every 2 steps) and the same utility
+--target calibrated`: every method held to the same calibrated target (checked every {_every(UnlearnConfig().target_check_steps)}) and the same utility
 budget (general-text perplexity within {BUDGET:g} × the vanilla model's), then attacked against the oracle.
 `grail-no-both` is GRAIL's objective with nothing frozen; GA + GD (`ga-gd-id`) and NPO keep their published
 objectives. Domains: {DOMAINS_SEP.join(seeds.domains)}; "attacks passed" of membership inference, forget quality,
