@@ -301,10 +301,11 @@ def forgetting_matched_section(seeds: Seeds) -> str:
     if others:
         verdict += (" Within the same budget the published objectives reach (" + "; ".join(others) + "); GRAIL's "
                     f"general-text perplexity is × {_span([v[2] for v in per_method.get('grail', [(0, 0, 0)])], 2)}.")
+    checked = _every(UnlearnConfig().target_check_steps)
     return f"""## Does localization earn its keep? Forgetting- and utility-matched
 
 `grail compare --out runs/results/seedN --methods {','.join(FORGETTING_MATCHED)} --utility-budget {BUDGET:g}
---target calibrated`: every method held to the same calibrated target (checked every {_every(UnlearnConfig().target_check_steps)}) and the same utility
+--target calibrated`: every method held to the same calibrated target (checked every {checked}) and the same utility
 budget (general-text perplexity within {BUDGET:g} × the vanilla model's), then attacked against the oracle.
 `grail-no-both` is GRAIL's objective with nothing frozen; GA + GD (`ga-gd-id`) and NPO keep their published
 objectives. Domains: {DOMAINS_SEP.join(seeds.domains)}; "attacks passed" of membership inference, forget quality,
