@@ -212,3 +212,57 @@ def test_whole_parameters_keep_their_masks_on_their_device(vanilla):
     assert not sharding.is_sharded(params.values())
     masks = sharding.shard_masks(frozen, params)
     assert all(masks[n] is frozen[n] for n in frozen)  # unsharded: nothing cut, nothing copied
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt(epoch: int) -> None:
+    raise _Interrupted
+
+
+def _resume_worker(rank, world_size, store, model, sets, pad_id, frozen, out):
+    """Sharded stage 3 of two epochs three times: uninterrupted; interrupted after its first epoch (checkpoint
+    written through torch.distributed.checkpoint); resumed from that checkpoint on a fresh copy of the model."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        config = dataclasses.replace(CONFIG, epochs=2)
+        forget, retain = _data(sets)
+        checkpoints = os.path.join(out, "checkpoints")
+        finished = {}
+        for run in ("whole", "interrupted", "resumed"):
+            sharded = sharding.shard_model(copy.deepcopy(model))
+            masks = UpdateMasks.for_policy({"frozen": frozen}, "paper")
+            with contextlib.suppress(_Interrupted):
+                log = unlearn(sharded, forget, retain, config, pad_id=pad_id, seed=0, masks=masks,
+                              checkpoint_dir=None if run == "whole" else checkpoints, fingerprint="f",
+                              on_epoch_end=_interrupt if run == "interrupted" else None)
+                finished[run] = (sharding.full_weights(trainable_parameters(sharded)), [e["epoch"] for e in log])
+            dist.barrier()
+            if run == "interrupted":
+                finished["saved"] = sorted(os.listdir(checkpoints))
+        torch.save(finished, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("adapter", ["lora", "full"])
+def test_a_sharded_stage_3_resumes_from_its_sharded_checkpoint_as_if_never_interrupted(tmp_path, vanilla, tiny_base,
+                                                                                      tiny_sets_module, adapter):
+    model, before, frozen = vanilla[adapter]
+    mp.start_processes(_resume_worker, args=(2, str(tmp_path / "store"), model, tiny_sets_module,
+                                             tiny_base[1].pad_token_id, frozen, str(tmp_path)),
+                       nprocs=2, start_method="fork")
+    for rank in range(2):
+        finished = torch.load(tmp_path / f"rank{rank}.pt")
+        assert "interrupted" not in finished and finished["saved"] == ["shards-0", "state.pt"]
+        whole, epochs = finished["whole"]
+        resumed, resumed_epochs = finished["resumed"]
+        assert epochs == resumed_epochs == [0, 1]  # the resumed run logs the saved epoch and runs the second
+        for name, weights in whole.items():
+            assert torch.equal(resumed[name], weights), f"{name}: the resumed run differs"
+            assert torch.equal(weights[frozen[name]], before[name][frozen[name]])
+        assert any(not torch.equal(whole[n], before[n]) for n in before)

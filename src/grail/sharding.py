@@ -17,11 +17,15 @@ optimizer state, so a model whose weights, gradients and Adam moments do not fit
   masked operations act on the local shards (``local``), elementwise, so frozen entries stay bit-identical on every
   shard. Clipping takes the global norm: ``torch.nn.utils.clip_grad_norm_`` on DTensor gradients reduces the norm
   over the shards.
+- Checkpoints: each process writes its shards of the trainable weights and of Adam's moments
+  (``torch.distributed.checkpoint``; ``save_state``, ``load_state``), so no process ever holds the whole state;
+  a sharded run resumes with as many processes as it was saved by.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -109,3 +113,33 @@ def shard_masks(masks: Mapping[str, torch.Tensor], params: Mapping[str, torch.Te
 def full_weights(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Each parameter whole, on every process (an all-gather per sharded one: every process must call it)."""
     return {name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().clone() for name, p in params.items()}
+
+
+def _state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The trainable weights' and the optimizer's state dicts as this process's shards (frozen weights left out:
+    they are the model's own and never change)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    weights, optimizer_state = get_state_dict(model, optimizer, options=StateDictOptions(ignore_frozen_params=True))
+    return {"model": weights, "optimizer": optimizer_state}
+
+
+def save_state(model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> None:
+    """Every process writes its shards of the trainable weights and of the optimizer state to ``folder``
+    (``torch.distributed.checkpoint``: one file a process and the metadata); every process must call it."""
+    import torch.distributed.checkpoint as dcp
+
+    dcp.save(_state_dicts(model, optimizer), checkpoint_id=folder)
+
+
+def load_state(model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> None:
+    """What ``save_state`` wrote, read into this process's shards (the same number of processes)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    state = _state_dicts(model, optimizer)
+    dcp.load(state, checkpoint_id=folder)
+    # not strict: the frozen weights, left out of the state, stay as they are (every trainable one is in it: dcp.load
+    # fills exactly the keys get_state_dict gave, or fails naming the one missing from the folder)
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                   options=StateDictOptions(ignore_frozen_params=True, strict=False))

@@ -3,13 +3,16 @@
 An epoch's data order depends only on (seed, epoch); torch's global RNG (LoRA dropout) is seeded when a stage
 starts from its first epoch, so a stage's result does not depend on what ran before it in the process (stage 0
 or not); a checkpoint holds the trainable weights, the optimizer state and the RNG state after each epoch, so a
-run interrupted at any point and resumed gives the same weights as an uninterrupted one.
+run interrupted at any point and resumed gives the same weights as an uninterrupted one. A model sharded by FSDP2
+(``grail.sharding``) keeps its weights and optimizer state as shards, each process writing its own through
+``torch.distributed.checkpoint`` (``sharding.save_state``), beside the same small state file.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from grail import distributed
+from grail import distributed, sharding
 from grail.models import set_trainable, trainable_state
 
 LOOP_VERSION = 2
@@ -44,21 +47,27 @@ class Checkpoint:
         self.extra: dict[str, Any] = {}
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, history: list[dict]) -> None:
-        if self.path is None or not distributed.is_main():
+        """Write the state after ``epoch`` (process 0; a sharded model: every process its shards, then process 0
+        the state file naming them, so an interruption at any point leaves the previous epoch's state whole)."""
+        if self.path is None:
             return
-        state = {
-            "fingerprint": self.fingerprint,
-            "epoch": epoch,
-            "history": history,
-            "trainable": trainable_state(model),
-            "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "extra": self.extra,
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        state = {"fingerprint": self.fingerprint, "epoch": epoch, "history": history, "extra": self.extra}
+        if sharding.is_sharded(model.parameters()):
+            state["shards"] = f"shards-{epoch}"
+            sharding.save_state(model, optimizer, self.path.parent / state["shards"])
+            state["torch_rng"] = distributed.gather_objects(torch.get_rng_state())  # each process's dropout
+        elif distributed.is_main():
+            state |= {"trainable": trainable_state(model), "optimizer": optimizer.state_dict(),
+                      "torch_rng": torch.get_rng_state()}
+        if distributed.is_main():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+            torch.save(state, tmp)
+            os.replace(tmp, self.path)
+            for old in self.path.parent.glob("shards-*"):  # the epochs before, and a sharded run's of another config
+                if old.name != state.get("shards"):
+                    shutil.rmtree(old, ignore_errors=True)
+        distributed.barrier()
 
     def load(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
         """Restore the saved state; returns (next epoch, history). A checkpoint of another config is ignored.
@@ -73,9 +82,23 @@ class Checkpoint:
         state = self._read()
         if state is None or state["fingerprint"] != self.fingerprint:
             return 0, []
-        set_trainable(model, state["trainable"], str(self.path))
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        sharded = sharding.is_sharded(model.parameters())
+        if sharded != ("shards" in state):  # the same config, another launch: start again rather than guess
+            if distributed.is_main():
+                warnings.warn(f"{self.path}: a checkpoint of a {'' if 'shards' in state else 'not '}sharded run; "
+                              "this stage starts again from its first epoch", stacklevel=2)
+            return 0, []
+        if sharded:
+            rng = state["torch_rng"]
+            if len(rng) != distributed.world_size():
+                raise RuntimeError(f"{self.path}: saved by {len(rng)} processes, resumed by "
+                                   f"{distributed.world_size()}; resume with {len(rng)}")
+            sharding.load_state(model, optimizer, self.path.parent / state["shards"])
+            torch.set_rng_state(rng[distributed.rank()])
+        else:
+            set_trainable(model, state["trainable"], str(self.path))
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
         self.extra.clear()
         self.extra.update(state.get("extra", {}))
         return state["epoch"] + 1, state["history"]
@@ -88,7 +111,8 @@ class Checkpoint:
         except Exception as err:  # RuntimeError, EOFError, UnpicklingError, ... whatever the damage
             reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:160]}"
         else:
-            if isinstance(state, dict) and state.keys() >= _CHECKPOINT_FIELDS:
+            if isinstance(state, dict) and state.keys() >= _CHECKPOINT_FIELDS and (
+                    "shards" in state or state.keys() >= {"trainable", "optimizer"}):
                 return state
             reason = "not a grail checkpoint"
         if distributed.is_main():
@@ -97,8 +121,9 @@ class Checkpoint:
         return None
 
 
-_CHECKPOINT_FIELDS = {"fingerprint", "epoch", "history", "trainable", "optimizer", "torch_rng"}
-"""What ``Checkpoint.save`` writes and ``load`` needs (``extra`` is optional: older checkpoints lack it)."""
+_CHECKPOINT_FIELDS = {"fingerprint", "epoch", "history", "torch_rng"}
+"""What ``Checkpoint.save`` writes and ``load`` needs, with the weights and optimizer state (``trainable`` and
+``optimizer``, or a sharded model's ``shards`` folder); ``extra`` is optional: older checkpoints lack it."""
 
 
 def run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, epochs: int, seed: int, run_epoch: EpochFn,

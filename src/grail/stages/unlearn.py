@@ -304,9 +304,6 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     if config.general_weight and not general:
         raise ValueError("unlearn.general_weight > 0 needs general replay data (data.general_replay > 0)")
     params = trainable_parameters(model)
-    if checkpoint_dir is not None and sharding.is_sharded(params.values()):
-        raise NotImplementedError("stage 3 on a sharded model keeps no checkpoints yet (they need "
-                                  "torch.distributed.checkpoint): checkpoint_dir must be None")
     masks = None if masks is None else masks.on(params)
     # Decay is applied by hand (masked, in masked_update), so AdamW itself must not decay.
     optimizer = torch.optim.AdamW(list(params.values()), lr=config.lr, weight_decay=0.0)
