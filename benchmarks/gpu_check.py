@@ -1,5 +1,7 @@
 """GPU check: the smoke preset end to end on CUDA, then stage 3 resumed from a checkpoint on CUDA with masks loaded
-from the run folder (on the CPU). Run it wherever a GPU is available:
+from the run folder (on the CPU); with two GPUs or more, stages 1-3 again by two processes with stage 3's model
+sharded (``distributed: fsdp``, bf16 where the GPU supports it), printing each stage's seconds and throughput.
+Run it wherever a GPU is available:
 
     .venv/bin/python benchmarks/gpu_check.py            # exit 0: every check passed
 
@@ -45,7 +47,43 @@ def main() -> int:
         assert audit(folder)["ok"]
         print(f"stage 3 resumed on CUDA from the checkpoint: same adapter; GPU memory peak "
               f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB", file=sys.stderr)
+        if torch.cuda.device_count() >= 2:
+            two_gpus_sharded(folder, Path(tmp))
     return 0
+
+
+def two_gpus_sharded(smoke: Path, tmp: Path) -> None:
+    """Stages 1-3 and evaluation by two processes (NCCL), stage 3 on FSDP2 shards, from the smoke run's vanilla
+    model; the audit must pass; prints seconds and examples a second per stage."""
+    import os
+    import subprocess
+
+    import yaml
+
+    from grail import io
+
+    config = yaml.safe_load((smoke / "config.yaml").read_text())
+    config["distributed"] = "fsdp"
+    if torch.cuda.is_bf16_supported():
+        config["model"]["dtype"] = "bfloat16"
+    folder = tmp / "fsdp"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    for name in ("adapter_vanilla", "data.jsonl", "general_replay.jsonl"):  # stage 0 as the smoke run made it
+        source = smoke / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / name)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "grail.cli",
+               "run", "--out", str(folder), "--quiet"]
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    results = io.read_json(folder / "results.json")
+    assert results["audit"]["ok"], results["audit"]
+    rows = sum(1 for _ in (folder / "data.jsonl").open())
+    timings = results["timings_s"]
+    print(f"two GPUs, stage 3 sharded (FSDP2), dtype {config['model']['dtype']}: audit PASS", file=sys.stderr)
+    for stage in ("stage1_gradients", "stage2_localize", "stage3_unlearn"):
+        seconds = timings.get(stage, 0.0)
+        print(f"  {stage}: {seconds:.1f} s ({rows / seconds if seconds else float('inf'):.1f} data rows a second)",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,10 @@ def one_and_two(tmp_path_factory):
     shutil.copytree(root / "one", root / "two")
     _grail(["run", "--out", str(root / "one")], 1, root / "cache")
     _grail(["run", "--out", str(root / "two")], 2, root / "cache")
+    # Stages 1-3 by two processes with stage 3's model sharded (FSDP2), the vanilla model from the cache.
+    sharded_config = root / "fsdp.yaml"
+    sharded_config.write_text(yaml.safe_dump({**CONFIG, "distributed": "fsdp"}))
+    _grail(["run", "--config", str(sharded_config), "--out", str(root / "fsdp")], 2, root / "cache")
     # Stage 0 by two processes too, in a fresh folder (and cache: no vanilla adapter to reuse).
     _grail(["finetune", "--config", str(config_file), "--out", str(root / "fresh")], 2, root / "cache-fresh")
     return root / "one", root / "two"
@@ -73,6 +77,24 @@ def test_two_processes_unlearn_like_one(one_and_two):
     assert moved  # stage 3 did update the model
     for name in after_one:  # the same update as one process, up to float summation order
         torch.testing.assert_close(after_two[name], after_one[name], rtol=1e-3, atol=1e-5)
+
+
+def test_two_processes_with_stage_3_sharded_unlearn_like_one(one_and_two):
+    """``distributed: fsdp``: stage 3 on FSDP2 shards, its checkpoint written as shards, the unlearned weights
+    gathered and saved whole, the run evaluated and audited as any other."""
+    one, _ = one_and_two
+    sharded = one.parent / "fsdp"
+    results = io.read_json(sharded / "results.json")
+    assert results["audit"]["ok"] and "distributed: fsdp" in (sharded / "config.yaml").read_text()
+    assert [p.name for p in (sharded / "checkpoints" / "unlearn").glob("shards-*")] == ["shards-1"]
+    before = read_trainable_file(sharded / "adapter_vanilla")
+    after_one, after_sharded = (read_trainable_file(f / "adapter_unlearned") for f in (one, sharded))
+    assert any(not torch.equal(before[n], after_sharded[n]) for n in before)
+    for name in after_one:
+        torch.testing.assert_close(after_sharded[name], after_one[name], rtol=1e-3, atol=1e-5)
+    scores_one, scores_sharded = (io.read_json(f / "evaluations" / "grail.json") for f in (one, sharded))
+    for domain, scores in scores_one["domains"].items():
+        assert scores_sharded["domains"][domain]["US"] == pytest.approx(scores["US"], abs=1e-6)
 
 
 def test_one_process_writes_and_leaves_no_staging_files(one_and_two):

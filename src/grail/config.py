@@ -584,9 +584,16 @@ class RunConfig:
     """Scoring."""
     attack: AttackConfig = field(default_factory=AttackConfig)
     """``grail attack``: the attacks and the evidence bundle's thresholds."""
+    distributed: Literal["replicate", "fsdp"] = "replicate"
+    """With several processes (``torchrun``, ``accelerate launch``): ``replicate`` keeps the whole model in every
+    process, each taking its share of every batch (DDP's way); ``fsdp`` shards stage 3's model over them (PyTorch's
+    FSDP2: each process holds a slice of every weight, gradient and Adam moment, for a model whose training state
+    does not fit one device). ``accelerate launch`` with an FSDP config asks for ``fsdp`` by itself. One process:
+    no difference."""
 
     def __post_init__(self) -> None:
         _check_type(self.seed, int, "seed")
+        _check_type(self.distributed, Literal["replicate", "fsdp"], "distributed")
         if self.model.vanilla is not None and self.finetune.adapter_path is not None:
             raise ConfigError("model.vanilla and finetune.adapter_path both name a vanilla model; keep one")
         if self.model.vanilla is not None and self.finetune != FinetuneConfig():

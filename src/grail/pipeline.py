@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from grail import distributed, io
+from grail import distributed, io, sharding
 from grail.audit import audit
 from grail.batching import Encoded, encode_all
 from grail.calibration import NeverSeen, calibration, never_seen
@@ -56,6 +56,7 @@ from grail.models import (
     save_trainable,
     set_trainable,
     swapped_trainable,
+    trainable_parameters,
     trainable_state,
     writable_cache_dir,
 )
@@ -296,6 +297,12 @@ class Pipeline:
         general = self.general_replay if unlearn_cfg.general_weight else None
         oracle_log_probs = self._oracle_log_probs(model) if needs_oracle_log_probs(unlearn_cfg) else None
         holdout = self.encoded_holdout()
+        sharded = distributed.fsdp_requested(cfg.distributed)
+        if sharded:  # what is generated with the whole model (the general replay) is there by now
+            if oracle_log_probs is not None:
+                raise ConfigError("distributed: fsdp does not take unlearn.ascent_stop: oracle (the oracle's weights "
+                                  "would be swapped into the shards); use another ascent_stop")
+            sharding.shard_model(model)
         log = []
         for phase in phases:
             log += unlearn(model, phase.forget, phase.retain, unlearn_cfg, pad_id=self.tokenizer.pad_token_id,
@@ -307,6 +314,11 @@ class Pipeline:
                            progress=self.progress, on_epoch_end=self._epoch_hook("unlearn"), general=general,
                            utility=utility, oracle_log_probs=oracle_log_probs,
                            holdout={d: holdout[d] for d in phase.forget})
+        if sharded:  # every process gathers the weights; the stages after stage 3 take the whole model again
+            unlearned = sharding.full_weights(trainable_parameters(model))
+            del self.__dict__["_base"], model
+            model = self.model
+            set_trainable(model, unlearned)
         with io.staged_dir(self.path(weights_folder(name))) as tmp:
             save_trainable(model, tmp)
             io.write_json(tmp / "training_log.json", log)
