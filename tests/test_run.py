@@ -190,6 +190,33 @@ def test_a_second_run_of_the_same_config_takes_the_vanilla_from_the_cache(tmp_pa
     assert io.read_json(tmp_path / "second" / "timings.json")["stage0_finetune"] == 0.0
 
 
+def test_a_run_that_unlearns_otherwise_takes_the_base_and_vanilla_scores_from_the_cache(tmp_path, monkeypatch):
+    """A second run of the same stage 0 and evaluate section, another stage 3: the base and the vanilla model are
+    not scored again (scoring them would raise here), their scores are the first run's, and its own model is
+    scored; another evaluate section scores them again."""
+    from grail import pipeline
+
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    Pipeline(tmp_path / "first", build_config(TINY)).run("evaluate")
+    scored = []  # one call a domain of every model evaluate_model scores, and nothing else calls it
+    calibration = pipeline.calibration
+
+    def recorded(model, *args, **kwargs):
+        scored.append(model)
+        return calibration(model, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "calibration", recorded)
+    other_stage_3 = build_config({**TINY, "unlearn": {**TINY["unlearn"], "lr": 5e-4}})
+    Pipeline(tmp_path / "second", other_stage_3).run("evaluate")
+    assert len(scored) == 2  # its own unlearned model's two domains
+    for name in ("base", "vanilla"):
+        first, second = (io.read_json(tmp_path / run / "evaluations" / f"{name}.json") for run in ("first", "second"))
+        assert first == second
+    other_evaluation = build_config({**TINY, "evaluate": {**TINY["evaluate"], "batch_size": 3}})
+    Pipeline(tmp_path / "third", other_evaluation).run("evaluate")
+    assert len(scored) == 2 + 6
+
+
 def test_vanilla_cache_is_keyed_by_data_content_not_only_config(tmp_path, monkeypatch):
     from grail.data.builtin import builtin_benchmark
     from grail.models import cache_dir

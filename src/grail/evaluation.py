@@ -24,6 +24,10 @@ from grail.metrics import contains_span, harmonic_success, perplexity, rouge_l
 from grail.mmlu import mmlu_scores
 from grail.scoring import chat_prompts, generate, teacher_forced
 
+SCORES_VERSION = 1
+"""Part of the key under which the base and the vanilla model's scores are shared between runs (GRAIL_CACHE):
+raised when the same model, data and evaluate section give other scores (a changed or added score)."""
+
 
 def score_set(model: nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example],
               items: Sequence[Encoded], batch_size: int, device: torch.device | str,

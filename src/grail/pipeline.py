@@ -43,7 +43,7 @@ from grail.calibration import NeverSeen, calibration, never_seen
 from grail.config import ConfigError, LocalizeConfig, RunConfig, UnlearnConfig
 from grail.data.examples import PARAPHRASE_SET, Benchmark, DataError
 from grail.data.sources import load_benchmark
-from grail.evaluation import evaluate, utility_check_ppl
+from grail.evaluation import SCORES_VERSION, evaluate, utility_check_ppl
 from grail.model_names import ModelName
 from grail.models import (
     base_weights,
@@ -184,13 +184,7 @@ class Pipeline:
         if io.exists(target):
             return
         started, step = time.time(), "stage0_finetune" if name == ModelName.VANILLA else f"stage0_{name}"
-        # Keyed by the data's content too: the same data config can name different data (an edited JSONL file), and
-        # the same replay count other instructions (another grail version's list).
-        key = (f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{self.run_folder.data_hash}"
-               f"-v{LOOP_VERSION}")
-        if self.config.finetune.replay_weight:
-            instructions = replay_instructions(self.config.data.general_replay, self.config.seed)
-            key += "-" + hashlib.sha256("\n".join(instructions).encode()).hexdigest()[:8]
+        key = self._stage0_key()
         cached = cache_dir() / name / key
         if io.exists(cached):
             check_cache_entry(cached)  # a damaged entry is named as the cache's, before the run copies it
@@ -210,6 +204,17 @@ class Pipeline:
             io.write_json(tmp / "training_log.json", log)
         self._publish_to_cache(target, cached)
         self.run_folder.record_time(step, time.time() - started)
+
+    def _stage0_key(self) -> str:
+        """What stage 0's result is cached under: the config that trains it and the data's content (the same data
+        config can name different data, an edited JSONL file; the same replay count other instructions, another
+        grail version's list)."""
+        key = (f"{self.config.fingerprint('seed', 'model', 'data', 'finetune')}-{self.run_folder.data_hash}"
+               f"-v{LOOP_VERSION}")
+        if self.config.finetune.replay_weight:
+            instructions = replay_instructions(self.config.data.general_replay, self.config.seed)
+            key += "-" + hashlib.sha256("\n".join(instructions).encode()).hexdigest()[:8]
+        return key
 
     @staticmethod
     def _publish_to_cache(trained: Path, entry: Path) -> None:
@@ -365,8 +370,30 @@ class Pipeline:
                                                                self.device)
                 return scores
 
+        if name in (ModelName.BASE, ModelName.VANILLA) and not self.brought_vanilla:
+            compute = self._shared_scores(name, compute)
         return self.run_folder.cached(f"evaluations/{name}.json", compute, io.write_json, io.read_json,
                                       step=f"evaluate_{name}")
+
+    def _shared_scores(self, name: str, compute: Callable[[], dict]) -> Callable[[], dict]:
+        """``compute`` of the base or the vanilla model's scores through GRAIL_CACHE: runs that share stage 0 (its
+        config and data) and the evaluate section share them, whatever they unlearn (the base model's calibration
+        uses the vanilla model's view of the holdout: stage 0's key covers it)."""
+        entry = (cache_dir() / "evaluations" / f"{name}-{self._stage0_key()}-{self.config.fingerprint('evaluate')}"
+                 f"-s{SCORES_VERSION}")
+
+        def shared() -> dict:
+            if io.exists(entry / "scores.json"):
+                return io.read_json(entry / "scores.json")
+            scores = compute()
+            try:  # another run may have published the same meanwhile: it is kept
+                with io.staged_dir(entry, keep_existing=True) as tmp:
+                    io.write_json(tmp / "scores.json", scores)
+            except OSError as err:  # the run's own copy is written next: a cache that fails costs later runs time
+                warnings.warn(f"{entry}: scores not cached ({io.write_problem(entry, err)})", stacklevel=2)
+            return scores
+
+        return shared
 
     @cached_property
     def _never_seen(self) -> dict[str, NeverSeen]:
