@@ -80,13 +80,17 @@ def test_two_processes_unlearn_like_one(one_and_two):
 
 
 def test_two_processes_with_stage_3_sharded_unlearn_like_one(one_and_two):
-    """``distributed: fsdp``: stage 3 on FSDP2 shards, its checkpoint written as shards, the unlearned weights
-    gathered and saved whole, the run evaluated and audited as any other."""
+    """``distributed: fsdp``: stages 1 and 2 on FSDP2 shards give one process's masks; stage 3 on them, its
+    checkpoint written as shards, the unlearned weights gathered and saved whole; evaluated and audited as any
+    other run."""
     one, _ = one_and_two
     sharded = one.parent / "fsdp"
     results = io.read_json(sharded / "results.json")
     assert results["audit"]["ok"] and "distributed: fsdp" in (sharded / "config.yaml").read_text()
     assert [p.name for p in (sharded / "checkpoints" / "unlearn").glob("shards-*")] == ["shards-1"]
+    masks_one, masks_sharded = (load_masks(f / "masks.safetensors") for f in (one, sharded))
+    assert all(torch.equal(m, masks_sharded[k][n]) for k, by_name in masks_one.items() for n, m in by_name.items())
+    assert not (sharded / "importance.safetensors").exists()  # each process held its rows of the scores only
     before = read_trainable_file(sharded / "adapter_vanilla")
     after_one, after_sharded = (read_trainable_file(f / "adapter_unlearned") for f in (one, sharded))
     assert any(not torch.equal(before[n], after_sharded[n]) for n in before)

@@ -266,3 +266,58 @@ def test_a_sharded_stage_3_resumes_from_its_sharded_checkpoint_as_if_never_inter
             assert torch.equal(resumed[name], weights), f"{name}: the resumed run differs"
             assert torch.equal(weights[frozen[name]], before[name][frozen[name]])
         assert any(not torch.equal(whole[n], before[n]) for n in before)
+
+
+def _embedded_worker(rank, world_size, store, model, sets, pad_id, frozen, out):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=600))
+    try:
+        sharding.shard_model(model)
+        grads = _unlearn_one_step(model, sets, pad_id, frozen)
+        whole = sharding.full_weights(trainable_parameters(model))
+        if rank == 0:
+            torch.save({"whole": whole, "grads": grads}, os.path.join(out, "sharded.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _unlearn_one_step(model, sets, pad_id, frozen):
+    """One stage-3 step (one forget and one retain example of each domain); the step's gradients, whole."""
+    forget, retain = ({d: xs[:1] for d, xs in part.items()} for part in sets)
+    with _recording() as seen:
+        unlearn(model, forget, retain, CONFIG, pad_id=pad_id, seed=0,
+                masks=UpdateMasks.for_policy({"frozen": frozen}, "paper"))
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("adapter", ["lora", "full"])
+def test_sharded_stage_3_on_the_embedded_model_steps_like_one_process(tmp_path, adapter):
+    """SmolLM2-135M-Instruct, 2 processes against 1, one step: the same summed and clipped gradients, and every
+    frozen entry bit-identical. (One step: Adam's update is about lr * sign(g), so over several steps a gradient
+    entry near zero turns float summation order into whole steps of difference.)"""
+    from grail.data.builtin import builtin_benchmark
+    from grail.models import load_base
+
+    base, tokenizer = load_base(ModelConfig())
+    torch.manual_seed(0)
+    model = make_trainable(base, ModelConfig(adapter=adapter, lora_dropout=0.0))
+    params = trainable_parameters(model)
+    before, frozen = {n: p.detach().clone() for n, p in params.items()}, _frozen(params)
+    encoded = {f"{d}/{s}": encode_all(tokenizer, ex) for d, s, ex in builtin_benchmark(seed=0, people=2,
+                                                                                       books=2).datasets()}
+    sets = tuple({k.split("/")[0]: v for k, v in encoded.items() if k.endswith(f"/{scope}")}
+                 for scope in ("forget", "retain"))
+    mp.start_processes(_embedded_worker, args=(2, str(tmp_path / "store"), copy.deepcopy(model), sets,
+                                               tokenizer.pad_token_id, frozen, str(tmp_path)),
+                       nprocs=2, start_method="fork")
+    expected = _unlearn_one_step(model, sets, tokenizer.pad_token_id, frozen)
+    sharded = torch.load(tmp_path / "sharded.pt")
+    for kind, steps in expected.items():
+        assert len(sharded["grads"][kind]) == len(steps) == 1
+        for got, want in zip(sharded["grads"][kind][0], steps[0], strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+    for name in params:
+        assert torch.equal(sharded["whole"][name][frozen[name]], before[name][frozen[name]]), f"{name}: moved"
+    assert any(not torch.equal(sharded["whole"][n], before[n]) for n in before)

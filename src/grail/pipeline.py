@@ -139,7 +139,7 @@ class Pipeline:
         """Run the pipeline up to and including ``until`` (one of STAGES), skipping what is done."""
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; known: {STAGES}")
-        one_at_a_time = self.config.gradients.one_dataset_at_a_time  # stage 1 then lives inside stage 2
+        one_at_a_time = self._masks_only  # stage 1 then lives inside stage 2
         steps = {"finetune": [self.stage0_vanilla],
                  "localize": [self.stage2_masks] if one_at_a_time else [self.stage1_gradients, self.stage2_masks],
                  "unlearn": [self.stage3_unlearn], "evaluate": [self.results]}
@@ -230,9 +230,9 @@ class Pipeline:
     # ---- stage 1: gradient-based importance (Eq. 3) -------------------------------------------------------
     def stage1_gradients(self) -> Masks:
         """{dataset: {parameter: importance}} for the datasets D_x (``<domain>/<scope>``)."""
-        if self.config.gradients.one_dataset_at_a_time and not io.exists(self.path("importance.safetensors")):
+        if self._masks_only and not io.exists(self.path("importance.safetensors")):
             raise ConfigError("this needs the importance scores of stage 1, which gradients.one_dataset_at_a_time "
-                              "does not keep; run it on a folder without that option")
+                              "and distributed: fsdp do not keep; run it on a folder without them")
 
         def compute() -> Masks:
             self.stage0_vanilla()
@@ -248,7 +248,7 @@ class Pipeline:
     # ---- stage 2: localization (Eq. 4) --------------------------------------------------------------------
     def stage2_masks(self) -> Masks:
         """{"op_ur" | "op_rr" | "frozen": {parameter: bool mask}}."""
-        one_at_a_time = self.config.gradients.one_dataset_at_a_time
+        one_at_a_time = self._masks_only
         return self.run_folder.cached(
             "masks.safetensors",
             self._stages12_one_dataset_at_a_time if one_at_a_time else
@@ -256,16 +256,39 @@ class Pipeline:
             save_masks, load_masks,
             step="stages12_one_dataset_at_a_time" if one_at_a_time else "stage2_localize")
 
+    @property
+    def _masks_only(self) -> bool:
+        """Stages 1 and 2 as one step that keeps the masks only: one dataset's scores in memory at a time
+        (``gradients.one_dataset_at_a_time``), or each process its rows of them (``distributed: fsdp``)."""
+        return self.config.gradients.one_dataset_at_a_time or distributed.fsdp_requested(self.config.distributed)
+
     def _stages12_one_dataset_at_a_time(self) -> Masks:
-        """Stages 1 and 2 with one dataset's scores in memory at a time; only the masks are kept."""
+        """Stages 1 and 2 with one dataset's scores in memory at a time; only the masks are kept. With
+        ``distributed: fsdp`` on the model sharded over the processes: each finds its rows of every score and of
+        every mask (the same entries as one process's), and the masks are gathered whole."""
         self.stage0_vanilla()
-        localizer = Localizer(self.benchmark.domain_names, self.config.localize)
+        model = self.use_weights("adapter_vanilla")
+        sharded = distributed.fsdp_requested(self.config.distributed)
+        if sharded:
+            sharding.shard_model(model)
+        params = trainable_parameters(model)
+        localizer = Localizer(self.benchmark.domain_names, self.config.localize,
+                              sharding.shard_layout(params) if sharded else None)
         for dataset, scores in importance_by_dataset(
-                self.use_weights("adapter_vanilla"), self.datasets(), self.config.gradients, len(self.tokenizer),
+                model, self.datasets(), self.config.gradients, len(self.tokenizer),
                 self.tokenizer.pad_token_id, self.config.seed, self.device, self.progress):
             localizer.add(dataset, scores)
             del scores  # before the next dataset's are computed
-        return localizer.masks()
+        masks = localizer.masks()
+        if sharded:
+            masks = {kind: {name: sharding.gather_rows(mask, params[name]) for name, mask in by_name.items()}
+                     for kind, by_name in masks.items()}
+            self._reload_whole_model()
+        return masks
+
+    def _reload_whole_model(self) -> None:
+        """After a stage on the model sharded by FSDP2: the stages after it take the whole model, loaded again."""
+        del self.__dict__["_base"]
 
     # ---- stage 3: unlearning with F frozen ----------------------------------------------------------------
     def stage3_unlearn(self) -> Path:
@@ -321,7 +344,8 @@ class Pipeline:
                            holdout={d: holdout[d] for d in phase.forget})
         if sharded:  # every process gathers the weights; the stages after stage 3 take the whole model again
             unlearned = sharding.full_weights(trainable_parameters(model))
-            del self.__dict__["_base"], model
+            del model
+            self._reload_whole_model()
             model = self.model
             set_trainable(model, unlearned)
         with io.staged_dir(self.path(weights_folder(name))) as tmp:

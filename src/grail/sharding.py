@@ -24,6 +24,7 @@ optimizer state, so a model whose weights, gradients and Adam moments do not fit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -99,6 +100,26 @@ def _like(tensor: torch.Tensor, param: DTensor) -> DTensor:
                               shape=whole.shape, stride=whole.stride())
 
 
+def local_rows(param: torch.Tensor) -> slice:
+    """The rows (dim 0) of ``param`` this process holds: all of a plain tensor; of a DTensor sharded ``Shard(0)``,
+    FSDP2's split (``torch.chunk``: ceil(rows / N) a process, the last ones fewer or none)."""
+    if not isinstance(param, DTensor):
+        return slice(None)
+    rows, world, rank = param.shape[0], param.device_mesh.size(), param.device_mesh.get_local_rank()
+    per_rank = -(-rows // world)
+    start = min(rank * per_rank, rows)
+    return slice(start, min(start + per_rank, rows))
+
+
+def shard_layout(params: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+    """Per parameter: its whole numel and the flat offset of this process's rows in it (``Localizer``'s ``shards``)."""
+    layout = {}
+    for name, param in params.items():
+        start = local_rows(param).start or 0
+        layout[name] = (param.numel(), start * math.prod(param.shape[1:]))
+    return layout
+
+
 def shard_like(mask: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     """A whole-tensor mask cut to ``param``'s local shard (its ``to_local()`` shape, on its device); for a plain
     parameter, the mask on its device."""
@@ -108,6 +129,17 @@ def shard_like(mask: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
 def shard_masks(masks: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``shard_like`` for each mask of a {parameter name: mask} mapping."""
     return {name: shard_like(mask, params[name]) for name, mask in masks.items()}
+
+
+def gather_rows(shard: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """A tensor laid out as ``param``'s local shard (a mask or scores of it), whole, on every process (an all-gather:
+    every process must call it); for a plain parameter, ``shard`` itself."""
+    if not isinstance(param, DTensor):
+        return shard
+    carried = shard.to(torch.uint8) if shard.dtype == torch.bool else shard  # gloo gathers no bool
+    whole = DTensor.from_local(carried.to(param.device), param.device_mesh, param.placements, run_check=False,
+                               shape=param.shape, stride=param.stride()).full_tensor()
+    return whole.to(shard.dtype).to(shard.device)
 
 
 def full_weights(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

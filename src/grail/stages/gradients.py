@@ -9,6 +9,10 @@ gradient is sum_t dy_{i,t} x_{i,t}^T, so a hook that sees the layer's input x an
 all of them with one batched matrix product and adds their absolute values into the dataset's accumulator.
 LoRA's A and B matrices are such linear layers. The parameters themselves get no .grad: gradients flow only
 to activations (from input embeddings marked as requiring grad), which is all the hooks need.
+
+On a model sharded by FSDP2 (``grail.sharding``) every process runs every batch (the forwards and backwards of a
+sharded model are joint work anyway) and keeps the sums of its own rows of each weight only: its shard of the
+importance, with 1 / N of the per-example products and of the accumulators, the same numbers as one process's.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from grail import distributed
+from grail import distributed, sharding
 from grail.batching import Encoded, answer_logits, collate, per_example_loss
 from grail.config import GradientConfig
 from grail.models import canonical_name, eval_mode
@@ -67,7 +71,10 @@ class PerExampleGradientSums:
     def __init__(self, layers: dict[str, nn.Linear], absolute: bool) -> None:
         self.layers = layers
         self.absolute = absolute
-        self.sums = {name: torch.zeros_like(m.weight, dtype=torch.float64) for name, m in layers.items()}
+        # a sharded weight: this process's rows of it (its output features), and the sums of those only
+        self.rows = {name: sharding.local_rows(m.weight) for name, m in layers.items()}
+        self.sums = {name: torch.zeros_like(sharding.local(m.weight), dtype=torch.float64)
+                     for name, m in layers.items()}
         self._handles: list = []
 
     def _hook(self, name: str):
@@ -76,7 +83,7 @@ class PerExampleGradientSums:
 
             def backward_hook(grad_output: torch.Tensor) -> None:
                 rows = grad_output.shape[0]
-                g = grad_output.reshape(rows, -1, grad_output.shape[-1]).float()
+                g = grad_output.reshape(rows, -1, grad_output.shape[-1])[..., self.rows[name]].float()
                 a = x.reshape(rows, -1, x.shape[-1]).float()
                 per_example = torch.bmm(g.transpose(1, 2), a)  # [rows, out, in]
                 self.sums[name] += (per_example.abs() if self.absolute else per_example).sum(0).double()
@@ -129,18 +136,34 @@ def gradient_means(model: nn.Module, items: Sequence[Encoded], config: GradientC
     one process would, so the result is the same (the corruptions are drawn before anything is split).
     """
     rows = sorted(corrupt_answers(items, config.trials, vocab_size, generator), key=len)
-    batches = distributed.shard([rows[i:i + config.batch_size] for i in range(0, len(rows), config.batch_size)])
+    batches = [rows[i:i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
+    sharded = sharding.is_sharded(model.parameters())
+    if not sharded:
+        batches = distributed.shard(batches)
     layers = scored_linears(model)
     embed = model.get_input_embeddings()
     # eval mode, no dropout: the gradient of the example itself
-    with eval_mode(model), PerExampleGradientSums(layers, absolute) as stats, activation_gradients_only(model):
+    with eval_mode(model), PerExampleGradientSums(layers, absolute) as stats, activation_gradients_only(model), \
+            _embeddings_require_grad(embed) if sharded else contextlib.nullcontext():
         for rows_of_batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
             batch = collate(rows_of_batch, pad_id).to(device)
-            embeds = embed(batch.input_ids).detach().requires_grad_(True)
+            # a sharded model's embedding weight is gathered inside its forward only: marked there instead
+            embeds = None if sharded else embed(batch.input_ids).detach().requires_grad_(True)
             loss = per_example_loss(answer_logits(model, batch, inputs_embeds=embeds), batch).sum()
             loss.backward()
-    distributed.sum_across(stats.sums.values())
+    if not sharded:
+        distributed.sum_across(stats.sums.values())
     return {name: (s / len(rows)).float() for name, s in stats.sums.items()}
+
+
+@contextlib.contextmanager
+def _embeddings_require_grad(embed: nn.Module) -> Iterator[None]:
+    """The input embeddings, as the model computes them in its forward, become a leaf that requires grad."""
+    handle = embed.register_forward_hook(lambda module, inputs, output: output.detach().requires_grad_(True))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def importance_by_dataset(model: nn.Module, datasets: dict[str, list[Encoded]], config: GradientConfig,

@@ -16,7 +16,7 @@ import torch
 
 from grail import io
 from grail.config import LocalizeConfig
-from grail.stages.sharded_topk import top_k_mask_exact
+from grail.stages.sharded_topk import sharded_top_k_masks, top_k_mask_exact
 
 MASK_KINDS = ("op_ur", "op_rr", "frozen")
 
@@ -36,9 +36,15 @@ class Localizer:
     the running state is three bool masks per tensor.
     """
 
-    def __init__(self, domains: list[str], config: LocalizeConfig) -> None:
+    def __init__(self, domains: list[str], config: LocalizeConfig,
+                 shards: dict[str, tuple[int, int]] | None = None) -> None:
+        """``shards``: scores that are this process's row shards of each tensor (stage 1 on a model sharded by
+        FSDP2), as {parameter name: (the whole tensor's numel, the shard's flat offset in it)}; the top-k is then
+        found across the processes (``sharded_topk``), the same entries as one process's, and the masks are
+        shards too."""
         self.domains = domains
         self.config = config
+        self.shards = shards
         self.forget_any: dict[str, torch.Tensor] = {}  # union over domains of T_kUR(forget)
         self.retain_any: dict[str, torch.Tensor] = {}  # union over domains of T_kUR(retain)
         self.retain_all: dict[str, torch.Tensor] = {}  # intersection over domains of T_kRR(retain)
@@ -50,13 +56,20 @@ class Localizer:
         if domain not in self.domains or scope not in ("forget", "retain"):
             return
         self.seen.add(dataset)
-        for name, tensor in scores.items():
-            top_ur = top_k_mask(tensor, self.config.k_ur)
+        tops_ur = self._top_k(scores, self.config.k_ur)
+        tops_rr = self._top_k(scores, self.config.k_rr) if scope == "retain" else {}
+        for name, top_ur in tops_ur.items():
             union = self.forget_any if scope == "forget" else self.retain_any
             union[name] = union[name] | top_ur if name in union else top_ur
             if scope == "retain":
-                top_rr = top_k_mask(tensor, self.config.k_rr)
+                top_rr = tops_rr[name]
                 self.retain_all[name] = self.retain_all[name] & top_rr if name in self.retain_all else top_rr
+
+    def _top_k(self, scores: dict[str, torch.Tensor], percent: float) -> dict[str, torch.Tensor]:
+        if self.shards is None:
+            return {name: top_k_mask(tensor, percent) for name, tensor in scores.items()}
+        return sharded_top_k_masks(scores, percent, {n: self.shards[n][0] for n in scores},
+                                   {n: self.shards[n][1] for n in scores})
 
     def masks(self) -> dict[str, dict[str, torch.Tensor]]:
         """{"op_ur" | "op_rr" | "frozen": {parameter name: bool mask}}."""
