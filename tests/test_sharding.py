@@ -317,7 +317,10 @@ def test_sharded_stage_3_on_the_embedded_model_steps_like_one_process(tmp_path, 
     for kind, steps in expected.items():
         assert len(sharded["grads"][kind]) == len(steps) == 1
         for got, want in zip(sharded["grads"][kind][0], steps[0], strict=True):
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+            # two shares of a batch summed against the whole: on 135M parameters and real sequence lengths float32
+            # summation order moves an entry by up to ~3e-6, a few 1e-4 of the tensor's largest
+            scale = want.abs().max().item() if want is not None else 0.0
+            torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * scale + 1e-7)
     for name in params:
         assert torch.equal(sharded["whole"][name][frozen[name]], before[name][frozen[name]]), f"{name}: moved"
     assert any(not torch.equal(sharded["whole"][n], before[n]) for n in before)
