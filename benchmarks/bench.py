@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import yaml
 
 from grail import io
 from grail.batching import Encoded, encode_all, example_losses
@@ -268,7 +269,27 @@ def bench_end_to_end(args) -> list[dict]:
                     raise SystemExit(f"{label} failed:\n{stderr.read()[-2000:]}")
             rows.append({"step": label, "seconds": time.perf_counter() - started, "peak_rss_mib": peak})
         timings = io.read_json(Path(folder) / "timings.json")
-    return [*rows, {"step": "stage timings inside the run (timings.json)", "timings": timings}]
+        second = second_run(grail, env, Path(tmp), preset)
+    return [*rows, {"step": "stage timings inside the run (timings.json)", "timings": timings, "second": second}]
+
+
+SECOND_RUN = {"unlearn": {"lr": 5e-4}}
+"""The second run's config beside the preset: another unlearning setting on the same data."""
+
+
+def second_run(grail: list[str], env: dict, tmp: Path, preset: str) -> dict:
+    """``grail run`` of another unlearning config on the same data after the fresh run, with its GRAIL_CACHE: stage 0
+    and the base and vanilla models' scores are reused. Its wall time and its stages' times."""
+    config = tmp / "second.yaml"
+    config.write_text(yaml.safe_dump(SECOND_RUN))
+    folder = tmp / "second"
+    started = time.perf_counter()
+    done = subprocess.run([*grail, "run", "--preset", preset, "--config", str(config), "--out", str(folder), "--quiet"],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the second run failed:\n{done.stderr[-2000:]}")
+    return {"config": SECOND_RUN, "seconds": time.perf_counter() - started,
+            "timings": io.read_json(folder / "timings.json")}
 
 
 def machine() -> str:
@@ -324,6 +345,17 @@ def markdown(results: dict, command: str) -> str:
         lines += [f"| **total** | **{total:.1f} s** | |", "",
                   "Inside the run (`timings.json`, seconds): "
                   + ", ".join(f"{k} {v}" for k, v in inside["timings"].items()) + "."]
+        if inside.get("second"):
+            second, fresh = inside["second"], inside["timings"]
+            lines += ["", f"## A second run: another unlearning config on the same data (`grail run --config C.yaml`, "
+                          f"C.yaml `{json.dumps(second['config'])}`, the same GRAIL_CACHE)", "",
+                      f"Wall time {second['seconds']:.1f} s, against {total:.1f} s for the fresh run "
+                      f"({second['seconds'] / total:.2f}x).", "",
+                      "| step | fresh run | second run | ratio |", "|---|---|---|---|"]
+            for step, seconds in fresh.items():
+                again = second["timings"].get(step, 0.0)
+                ratio = f"{again / seconds:.2f}x" if seconds else ""
+                lines.append(f"| {step} | {seconds:.1f} s | {again:.1f} s | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
@@ -337,6 +369,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=32, help="LLaMA-2-7B layers for stage 2 (32: the whole model)")
     parser.add_argument("--steps", type=int, default=4, help="stage 3 steps per timed epoch")
     parser.add_argument("--skip-end-to-end", action="store_true")
+    parser.add_argument("--end-to-end-only", action="store_true",
+                        help="measure only the end-to-end runs; the other rows are kept from the JSON next to --out")
     parser.add_argument("--sharded-topk-only", action="store_true",
                         help="time only the sharded top-k masks (print JSON, write no report)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
@@ -347,17 +381,22 @@ def main() -> None:
         print(json.dumps({"command": command, "machine": machine(), "sharded_topk": bench_sharded_topk(args)},
                          indent=2))
         return
-    model, tokenizer = lora_with_trained_b(ModelConfig(name=args.model, lora_dropout=0.0))
-    results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "model": args.model,
-               "repeats": args.repeats, "json": args.out.with_suffix(".json").name}
-    print("stage 1 ...", file=sys.stderr)
-    results["stage1"] = bench_stage1(model, tokenizer, args)
-    print("stage 2 ...", file=sys.stderr)
-    results["stage2"] = bench_stage2(args)
-    print("stage 3 ...", file=sys.stderr)
-    results["stage3"] = bench_stage3(model, tokenizer, args)
-    print("stage 2 sharded ...", file=sys.stderr)
-    results["sharded_topk"] = bench_sharded_topk(args)
+    if args.end_to_end_only:  # the stage rows as the last full run measured them
+        kept = io.read_json(args.out.with_suffix(".json"))
+        command = kept.pop("command") + "; end to end: " + command
+        results = {k: v for k, v in kept.items() if not k.startswith("end_to_end")}
+    else:
+        model, tokenizer = lora_with_trained_b(ModelConfig(name=args.model, lora_dropout=0.0))
+        results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "model": args.model,
+                   "repeats": args.repeats, "json": args.out.with_suffix(".json").name}
+        print("stage 1 ...", file=sys.stderr)
+        results["stage1"] = bench_stage1(model, tokenizer, args)
+        print("stage 2 ...", file=sys.stderr)
+        results["stage2"] = bench_stage2(args)
+        print("stage 3 ...", file=sys.stderr)
+        results["stage3"] = bench_stage3(model, tokenizer, args)
+        print("stage 2 sharded ...", file=sys.stderr)
+        results["sharded_topk"] = bench_sharded_topk(args)
     if not args.skip_end_to_end:
         print("end to end ...", file=sys.stderr)
         results["end_to_end_preset"] = "default" if args.model == EMBEDDED_MODEL else "smoke"
@@ -365,7 +404,8 @@ def main() -> None:
     io.write_json(args.out.with_suffix(".json"), {"command": command, **results})
     io.write_text(args.out, markdown(results, command))
     print(args.out.read_text())
-    print(json.dumps({k: results[k] for k in ("stage1", "stage2", "stage3")}, indent=2), file=sys.stderr)
+    print(json.dumps({k: results[k] for k in ("stage1", "stage2", "stage3") if k in results}, indent=2),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
