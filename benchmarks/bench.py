@@ -370,7 +370,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="stage 3 steps per timed epoch")
     parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--end-to-end-only", action="store_true",
-                        help="measure only the end-to-end runs; the other rows are kept from the JSON next to --out")
+                        help="measure only the end-to-end runs and the sharded top-k; the other rows are kept from the "
+                             "JSON next to --out")
     parser.add_argument("--sharded-topk-only", action="store_true",
                         help="time only the sharded top-k masks (print JSON, write no report)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
@@ -385,6 +386,8 @@ def main() -> None:
         kept = io.read_json(args.out.with_suffix(".json"))
         command = kept.pop("command") + "; end to end: " + command
         results = {k: v for k, v in kept.items() if not k.startswith("end_to_end")}
+        print("stage 2 sharded ...", file=sys.stderr)
+        results["sharded_topk"] = bench_sharded_topk(args)
     else:
         model, tokenizer = lora_with_trained_b(ModelConfig(name=args.model, lora_dropout=0.0))
         results = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "model": args.model,
