@@ -313,6 +313,10 @@ class Pipeline:
         started = time.time()
         cfg = self.config
         model = self.use_weights("adapter_vanilla")  # a matching checkpoint then overrides these weights
+        sharded = distributed.fsdp_requested(cfg.distributed)
+        if sharded and needs_oracle_log_probs(unlearn_cfg):
+            raise ConfigError("distributed: fsdp does not take unlearn.ascent_stop: oracle (the oracle's weights would "
+                              "be swapped into the shards); use another ascent_stop")
 
         def check() -> dict[str, dict[str, float]]:
             scores = evaluate(model, self.tokenizer, self.benchmark, cfg.model.prompt_format, cfg.model.max_length,
@@ -325,11 +329,7 @@ class Pipeline:
         general = self.general_replay if unlearn_cfg.general_weight else None
         oracle_log_probs = self._oracle_log_probs(model) if needs_oracle_log_probs(unlearn_cfg) else None
         holdout = self.encoded_holdout()
-        sharded = distributed.fsdp_requested(cfg.distributed)
         if sharded:  # what is generated with the whole model (the general replay) is there by now
-            if oracle_log_probs is not None:
-                raise ConfigError("distributed: fsdp does not take unlearn.ascent_stop: oracle (the oracle's weights "
-                                  "would be swapped into the shards); use another ascent_stop")
             sharding.shard_model(model)
         log = []
         for phase in phases:
