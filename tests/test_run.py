@@ -378,3 +378,18 @@ def test_a_read_only_cache_is_named_before_stage_0_trains(tmp_path, monkeypatch,
     assert main(["finetune", "--config", str(_config_file(tmp_path)), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("grail finetune: GRAIL_CACHE: cannot write ") and str(cache) in last, last
+
+
+def test_sharding_refuses_the_oracle_floored_ascent_before_anything_trains(tmp_path, monkeypatch):
+    """``distributed: fsdp`` cannot swap the oracle's weights into the shards: said before the oracle is trained."""
+    from grail import distributed, pipeline
+    from grail.config import ConfigError
+
+    config = build_config({**TINY, "unlearn": {**TINY["unlearn"], "forget_objective": "ascent",
+                                               "ascent_stop": "oracle"}})
+    run = Pipeline(tmp_path / "run", config)
+    run.run("finetune")
+    monkeypatch.setattr(distributed, "fsdp_requested", lambda choice: True)
+    monkeypatch.setattr(pipeline.Pipeline, "stage0_oracle", lambda self: pytest.fail("the oracle was trained"))
+    with pytest.raises(ConfigError, match="distributed: fsdp does not take unlearn.ascent_stop: oracle"):
+        run.unlearn_from_vanilla("grail", [], config.unlearn, config.localize)
