@@ -349,6 +349,7 @@ def fixtures_section(runs: Path) -> str:
         rows.append([model, _pair([d[x]["US"] for x in domains]),
                      _pair([d[x].get("calibration", {}).get("US_reference") for x in domains]),
                      _pair([d[x].get("calibration", {}).get("auc") for x in domains], 2),
+                     _pair([d[x].get("leak_rate") for x in domains]),
                      _pair([d[x]["RS"] for x in domains]), _pair([d[x]["RS_heldout"] for x in domains]),
                      f"{m['general']['general_text_ppl']:.2f}", f"{m['general']['probe_accuracy']:.1f}",
                      f"{m['general']['mmlu_logprob']:.3f}"])
@@ -365,8 +366,8 @@ domain and fictitious local news in MUSE's layout (knowmem questions, verbmem co
 never-trained articles the holdout) as the copyright domain, every setting the default.
 Domains: {DOMAINS_SEP.join(domains)}.
 
-{_table(["model", "US", "never-seen US", "AUC vs never-seen", "RS", "RS held-out", "general PPL", "probe %",
-         "MMLU log-prob"], rows)}{verdicts}
+{_table(["model", "US", "never-seen US", "AUC vs never-seen", "leak %", "RS", "RS held-out", "general PPL",
+         "probe %", "MMLU log-prob"], rows)}{verdicts}
 Stage 3 stop: {results["unlearning"]["stop"]}.
 """
 
