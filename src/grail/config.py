@@ -588,8 +588,8 @@ class RunConfig:
     """With several processes (``torchrun``, ``accelerate launch``): ``replicate`` keeps the whole model in every
     process, each taking its share of every batch (DDP's way); ``fsdp`` shards the model over them for stages 1-3
     (PyTorch's FSDP2: each process holds a slice of every weight, gradient and Adam moment, and of stage 1's scores
-    and stage 2's masks, for a model whose training state does not fit one device). ``accelerate launch`` with an FSDP config asks for ``fsdp`` by itself. One process:
-    no difference."""
+    and stage 2's masks, for a model whose training state does not fit one device). ``accelerate launch`` with an
+    FSDP config asks for ``fsdp`` by itself. One process: no difference."""
 
     def __post_init__(self) -> None:
         _check_type(self.seed, int, "seed")
