@@ -7,8 +7,9 @@ group (NCCL on GPUs, gloo on CPUs). From then on:
 - stage 1: each process takes every N-th batch of per-example gradients; the per-dataset sums are all-reduced;
 - stages 0 and 3: each process takes its share of every batch; the gradients are all-reduced (summed, each
   process's loss weighted by its share of the batch), so every process makes the same update, as under DDP;
-  with ``distributed: fsdp`` stage 3 runs on a model sharded by FSDP2 instead (``grail.sharding``, ``fsdp_requested``),
-  whose gradients FSDP2 sums into each process's shard, and every process gathers the unlearned weights after it;
+- with ``distributed: fsdp`` (``fsdp_requested``) stages 1-3 run on a model sharded by FSDP2 instead
+  (``grail.sharding``): stage 1 keeps each process's rows of the scores, stage 2 finds its rows of the masks, stage
+  3's gradients FSDP2 sums into each process's shard, and every process gathers the masks and the unlearned weights;
 - everything else (stage 2, evaluation) runs on every process, on identical weights, so every process takes
   the same decisions (early stopping, reverting) without further messages;
 - only process 0 writes files (``grail.io`` checks), and every write ends with a barrier, so what one process
@@ -132,7 +133,7 @@ def gather_objects(obj: T) -> list[T]:
 
 
 def fsdp_requested(choice: str) -> bool:
-    """Whether stage 3 shards its model (FSDP2, ``grail.sharding``): several processes, and the config's
+    """Whether stages 1-3 shard the model (FSDP2, ``grail.sharding``): several processes, and the config's
     ``distributed: fsdp`` or a launcher that asks for FSDP (``accelerate launch`` with an FSDP config sets
     ACCELERATE_USE_FSDP)."""
     asked = choice == "fsdp" or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")

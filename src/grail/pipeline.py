@@ -139,9 +139,8 @@ class Pipeline:
         """Run the pipeline up to and including ``until`` (one of STAGES), skipping what is done."""
         if until not in STAGES:
             raise ConfigError(f"unknown stage {until!r}; known: {STAGES}")
-        one_at_a_time = self._masks_only  # stage 1 then lives inside stage 2
-        steps = {"finetune": [self.stage0_vanilla],
-                 "localize": [self.stage2_masks] if one_at_a_time else [self.stage1_gradients, self.stage2_masks],
+        steps = {"finetune": [self.stage0_vanilla],  # masks only: stage 1 lives inside stage 2
+                 "localize": [self.stage2_masks] if self._masks_only else [self.stage1_gradients, self.stage2_masks],
                  "unlearn": [self.stage3_unlearn], "evaluate": [self.results]}
         result = None
         for stage in STAGES[: STAGES.index(until) + 1]:
@@ -248,27 +247,32 @@ class Pipeline:
     # ---- stage 2: localization (Eq. 4) --------------------------------------------------------------------
     def stage2_masks(self) -> Masks:
         """{"op_ur" | "op_rr" | "frozen": {parameter: bool mask}}."""
-        one_at_a_time = self._masks_only
+        masks_only = self._masks_only
         return self.run_folder.cached(
             "masks.safetensors",
-            self._stages12_one_dataset_at_a_time if one_at_a_time else
+            self._stages12_masks_only if masks_only else
             lambda: localize(self.stage1_gradients(), self.benchmark.domain_names, self.config.localize),
             save_masks, load_masks,
-            step="stages12_one_dataset_at_a_time" if one_at_a_time else "stage2_localize")
+            step="stages12_one_dataset_at_a_time" if masks_only else "stage2_localize")
+
+    @property
+    def _sharded(self) -> bool:
+        """Whether stages 1-3 run on the model sharded over the processes (``distributed: fsdp``)."""
+        return distributed.fsdp_requested(self.config.distributed)
 
     @property
     def _masks_only(self) -> bool:
         """Stages 1 and 2 as one step that keeps the masks only: one dataset's scores in memory at a time
         (``gradients.one_dataset_at_a_time``), or each process its rows of them (``distributed: fsdp``)."""
-        return self.config.gradients.one_dataset_at_a_time or distributed.fsdp_requested(self.config.distributed)
+        return self.config.gradients.one_dataset_at_a_time or self._sharded
 
-    def _stages12_one_dataset_at_a_time(self) -> Masks:
+    def _stages12_masks_only(self) -> Masks:
         """Stages 1 and 2 with one dataset's scores in memory at a time; only the masks are kept. With
         ``distributed: fsdp`` on the model sharded over the processes: each finds its rows of every score and of
         every mask (the same entries as one process's), and the masks are gathered whole."""
         self.stage0_vanilla()
         model = self.use_weights("adapter_vanilla")
-        sharded = distributed.fsdp_requested(self.config.distributed)
+        sharded = self._sharded
         if sharded:
             sharding.shard_model(model)
         params = trainable_parameters(model)
@@ -313,7 +317,7 @@ class Pipeline:
         started = time.time()
         cfg = self.config
         model = self.use_weights("adapter_vanilla")  # a matching checkpoint then overrides these weights
-        sharded = distributed.fsdp_requested(cfg.distributed)
+        sharded = self._sharded
         if sharded and needs_oracle_log_probs(unlearn_cfg):
             raise ConfigError("distributed: fsdp does not take unlearn.ascent_stop: oracle (the oracle's weights would "
                               "be swapped into the shards); use another ascent_stop")

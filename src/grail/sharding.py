@@ -1,6 +1,9 @@
-"""Stage 3 with the model sharded by PyTorch's FSDP2 (``torch.distributed.fsdp.fully_shard``): each process holds
-a row shard of every parameter (a DTensor, ``Shard(0)``: ``torch.chunk`` over dim 0), of its gradient and of its
-optimizer state, so a model whose weights, gradients and Adam moments do not fit one device fits several.
+"""Stages 1-3 with the model sharded by PyTorch's FSDP2 (``torch.distributed.fsdp.fully_shard``): each process
+holds a row shard of every parameter (a DTensor, ``Shard(0)``: ``torch.chunk`` over dim 0), of its gradient and of
+its optimizer state, so a model whose weights, gradients and Adam moments do not fit one device fits several.
+Stage 1 keeps each process's rows of the importance (``local_rows``), stage 2 finds its rows of the masks across
+the shards (``shard_layout``, ``grail.stages.sharded_topk``) and gathers them whole for the file (``gather_rows``);
+what follows is stage 3.
 
 - ``shard_model``: the usual recipe, ``fully_shard`` on each decoder layer and then on the root. Frozen weights
   (LoRA's base model, or the embeddings and norms of ``adapter: full``) are sharded too; only what requires grad
@@ -100,15 +103,20 @@ def _like(tensor: torch.Tensor, param: DTensor) -> DTensor:
                               shape=whole.shape, stride=whole.stride())
 
 
-def local_rows(param: torch.Tensor) -> slice:
-    """The rows (dim 0) of ``param`` this process holds: all of a plain tensor; of a DTensor sharded ``Shard(0)``,
-    FSDP2's split (``torch.chunk``: ceil(rows / N) a process, the last ones fewer or none)."""
-    if not isinstance(param, DTensor):
-        return slice(None)
-    rows, world, rank = param.shape[0], param.device_mesh.size(), param.device_mesh.get_local_rank()
-    per_rank = -(-rows // world)
+def row_range(rows: int, rank: int, world_size: int) -> slice:
+    """This rank's rows of a tensor of ``rows`` rows as DTensor ``Shard(0)`` and FSDP2 split it (``torch.chunk``
+    over dim 0: every rank ceil(rows / world_size) rows, the last ones fewer or none)."""
+    per_rank = -(-rows // world_size)
     start = min(rank * per_rank, rows)
     return slice(start, min(start + per_rank, rows))
+
+
+def local_rows(param: torch.Tensor) -> slice:
+    """The rows (dim 0) of ``param`` this process holds: all of a plain tensor; of a DTensor sharded ``Shard(0)``,
+    FSDP2's split (``row_range``)."""
+    if not isinstance(param, DTensor):
+        return slice(None)
+    return row_range(param.shape[0], param.device_mesh.get_local_rank(), param.device_mesh.size())
 
 
 def shard_layout(params: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, int]]:

@@ -30,6 +30,8 @@ from collections.abc import Mapping
 import torch
 import torch.distributed as dist
 
+from grail.sharding import row_range
+
 RADIX_BITS = 8  # each round cuts a key range's bit length by 8: at most 257 blocks a tensor to count
 
 
@@ -61,13 +63,10 @@ def top_k_mask_exact(scores: torch.Tensor, percent: float) -> torch.Tensor:
 
 
 def row_shard(tensor: torch.Tensor, rank: int, world_size: int) -> tuple[torch.Tensor, int]:
-    """This rank's rows of ``tensor`` as DTensor ``Shard(0)`` and FSDP2 split it (``torch.chunk`` over dim 0: every
-    rank ceil(rows / world_size) rows, the last ones fewer or none), and their flat offset in the whole tensor."""
+    """This rank's rows of ``tensor`` (``sharding.row_range``), and their flat offset in the whole tensor."""
     rows = tensor.reshape(1, -1) if tensor.dim() == 0 else tensor
-    per_rank = -(-rows.shape[0] // world_size)
-    start = min(rank * per_rank, rows.shape[0])
-    end = min(start + per_rank, rows.shape[0])
-    return rows[start:end], start * (rows[0].numel() if rows.shape[0] else 0)
+    mine = row_range(rows.shape[0], rank, world_size)
+    return rows[mine], mine.start * (rows[0].numel() if rows.shape[0] else 0)
 
 
 def _keys(scores: torch.Tensor, wide: bool) -> torch.Tensor:
