@@ -48,7 +48,7 @@ def one_and_two(tmp_path_factory):
     shutil.copytree(root / "one", root / "two")
     _grail(["run", "--out", str(root / "one")], 1, root / "cache")
     _grail(["run", "--out", str(root / "two")], 2, root / "cache")
-    # Stages 1-3 by two processes with stage 3's model sharded (FSDP2), the vanilla model from the cache.
+    # Stages 1-3 by two processes on the model sharded (FSDP2), the vanilla model from the cache.
     sharded_config = root / "fsdp.yaml"
     sharded_config.write_text(yaml.safe_dump({**CONFIG, "distributed": "fsdp"}))
     _grail(["run", "--config", str(sharded_config), "--out", str(root / "fsdp")], 2, root / "cache")
@@ -79,7 +79,7 @@ def test_two_processes_unlearn_like_one(one_and_two):
         torch.testing.assert_close(after_two[name], after_one[name], rtol=1e-3, atol=1e-5)
 
 
-def test_two_processes_with_stage_3_sharded_unlearn_like_one(one_and_two):
+def test_two_processes_on_a_sharded_model_localize_and_unlearn_like_one(one_and_two):
     """``distributed: fsdp``: stages 1 and 2 on FSDP2 shards give one process's masks; stage 3 on them, its
     checkpoint written as shards, the unlearned weights gathered and saved whole; evaluated and audited as any
     other run."""

@@ -192,8 +192,8 @@ def test_a_second_run_of_the_same_config_takes_the_vanilla_from_the_cache(tmp_pa
 
 def test_a_run_that_unlearns_otherwise_takes_the_base_and_vanilla_scores_from_the_cache(tmp_path, monkeypatch):
     """A second run of the same stage 0 and evaluate section, another stage 3: the base and the vanilla model are
-    not scored again (scoring them would raise here), their scores are the first run's, and its own model is
-    scored; another evaluate section scores them again."""
+    not scored again (the scorings are counted), their scores are the first run's, and its own model is scored;
+    another evaluate section scores them again."""
     from grail import pipeline
 
     monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
