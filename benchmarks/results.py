@@ -12,8 +12,11 @@
     .venv/bin/python benchmarks/results.py                 # everything, into runs/results/
     .venv/bin/python benchmarks/results.py --render-only   # the documents from finished folders
 
-Seeds run two at a time with one thread each (two heavy jobs with all threads each are far slower here). B is the
-run's own utility budget (`unlearn.utility_budget`).
+Every job runs with one torch thread, however many run at once (``--jobs``, default two): float sums, and so the
+last digits of every figure, depend on the thread count, and one thread is what reproduces these documents on any
+machine; and every job reads and fills the cache runs/results/cache alone (``GRAIL_CACHE``), so a vanilla model a
+run made elsewhere, with other threads or code, is never reused. B is the run's own utility budget
+(`unlearn.utility_budget`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ BUDGET: float = UnlearnConfig().utility_budget
 UTILITY_MATCHED = ["ga-gd-id", "memflex", "grail-paper", "grail"]
 FORGETTING_MATCHED = ["grail-no-both", "ga-gd-id", "npo", "grail"]
 DOMAINS_SEP = " / "
+CACHE = ROOT / "runs" / "results" / "cache"
 
 
 # ---- running ----------------------------------------------------------------------------------------------------
@@ -47,8 +51,8 @@ def _grail(*args: str) -> list[str]:
 
 
 def _in_parallel(commands: Sequence[list[str]], jobs: int) -> None:
-    """Run ``commands`` ``jobs`` at a time (one thread each when more than one runs)."""
-    env = {**os.environ, **({"OMP_NUM_THREADS": "1"} if jobs > 1 else {})}
+    """Run ``commands`` ``jobs`` at a time, each with one thread (see the module's docstring)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRAIL_CACHE": str(CACHE)}
     pending, running = list(commands), []
     while pending or running:
         while pending and len(running) < jobs:

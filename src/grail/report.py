@@ -34,6 +34,7 @@ def results_document(config: RunConfig, evaluations: dict[str, dict], masks: dic
                        "history": unlearn_log},
         "audit": audit_result,
         "timings_s": timings,
+        "threads": torch.get_num_threads(),  # float sums, and so the last digits, depend on it
     }
 
 
@@ -179,6 +180,7 @@ Audit ({audit_result['policy']} policy): {'PASS' if audit_result['ok'] else 'FAI
 
 Unlearning ran {document['unlearning']['epochs']} epoch(s); stop: {document['unlearning']['stop'] or 'budget'}.
 
-Stage times (s): {', '.join(f'{k} {v}' for k, v in document['timings_s'].items())}.
+Stage times (s): {', '.join(f'{k} {v}' for k, v in document['timings_s'].items())}; torch threads:
+{document.get('threads', 'not recorded')}.
 """
     io.write_text(path, text)
