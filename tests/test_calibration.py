@@ -185,3 +185,26 @@ def test_a_domain_at_its_target_is_held_where_it_met_it_while_the_others_go_on(t
     assert held and all(domains == {"privacy"} for domains, _ in held)  # privacy's examples, once it is held
     assert all(reference[x] is snapshots[0][1][x] for _, reference in held for x in reference)
     assert all(domains == {"copyright"} for domains in unlearned[first_epoch:])
+
+
+def test_the_calibrated_target_measures_the_forget_examples_its_holdout_stands_for(tiny_lora, monkeypatch):
+    """A forget set of two kinds (MUSE's questions and texts) against a holdout of texts: the target measures the
+    texts alone (``members``), as likely as the holdout here, so calibrated, where the questions, far likelier
+    than any text, would keep the whole set from ever looking like the holdout."""
+    from grail.stages.targets import forget_target
+
+    model, _ = tiny_lora
+    texts, questions = [Encoded((1,), (10 + i,)) for i in range(4)], [Encoded((1,), (20 + i,)) for i in range(4)]
+    holdout = [Encoded((1,), (30 + i,)) for i in range(MIN_HOLDOUT)]
+
+    def scored(model, items, *args):  # texts and holdout at -2, questions at -0.5, under every model
+        return [0.5] * len(items), [-0.5 if x in questions else -2.0 for x in items], None
+
+    monkeypatch.setattr(calibration_module, "teacher_forced", scored)
+    config = UnlearnConfig(target="calibrated")
+    forget = {"copyright": questions + texts}
+    mixed = forget_target(config, model, forget, {"copyright": holdout}, 0, "cpu")
+    paired = forget_target(config, model, forget, {"copyright": holdout}, 0, "cpu", {"copyright": texts})
+    assert paired.forget["copyright"] == texts and mixed.forget["copyright"] == questions + texts
+    assert paired.measure(model, "copyright")["met"] and paired.measure(model, "copyright")["auc"] == 0.5
+    assert not mixed.measure(model, "copyright")["met"] and mixed.measure(model, "copyright")["auc"] > 0.5

@@ -332,7 +332,7 @@ class Pipeline:
 
         general = self.general_replay if unlearn_cfg.general_weight else None
         oracle_log_probs = self._oracle_log_probs(model) if needs_oracle_log_probs(unlearn_cfg) else None
-        holdout = self.encoded_holdout()
+        holdout, members = self.encoded_holdout(), self.encoded_members()
         if sharded:  # what is generated with the whole model (the general replay) is there by now
             sharding.shard_model(model)
         log = []
@@ -345,7 +345,8 @@ class Pipeline:
                            fingerprint=f"{cfg.fingerprint()}-{phase.name}", device=self.device,
                            progress=self.progress, on_epoch_end=self._epoch_hook("unlearn"), general=general,
                            utility=utility, oracle_log_probs=oracle_log_probs,
-                           holdout={d: holdout[d] for d in phase.forget})
+                           holdout={d: holdout[d] for d in phase.forget},
+                           members={d: members[d] for d in phase.forget})
         if sharded:  # every process gathers the weights; the stages after stage 3 take the whole model again
             unlearned = sharding.full_weights(trainable_parameters(model))
             del model
@@ -390,10 +391,10 @@ class Pipeline:
                                   cfg.evaluate.max_new_tokens if cfg.evaluate.generate and not base else None,
                                   general=cfg.evaluate.probe, progress=self.progress,
                                   mmlu_questions=self.mmlu_questions)
-                forget = self.encoded()["forget"]
+                members = self.encoded_members()
                 for domain, domain_scores in scores["domains"].items():
                     # the forget set against never-seen data of its kind, under this model (calibration.py)
-                    domain_scores["calibration"] = calibration(model, forget[domain], references[domain],
+                    domain_scores["calibration"] = calibration(model, members[domain], references[domain],
                                                                self.tokenizer.pad_token_id, cfg.evaluate.batch_size,
                                                                self.device)
                 return scores
@@ -427,9 +428,9 @@ class Pipeline:
     def _never_seen(self) -> dict[str, NeverSeen]:
         """Each domain's never-seen reference (``calibration.py``), made with the vanilla model, as stage 3's is."""
         model = self.use_weights(weights_folder(ModelName.VANILLA))
-        forget, holdout = self.encoded()["forget"], self.encoded_holdout()
-        return {d: never_seen(model, d, forget[d], holdout[d], self.tokenizer.pad_token_id,
-                              self.config.evaluate.batch_size, self.device) for d in forget}
+        members, holdout = self.encoded_members(), self.encoded_holdout()
+        return {d: never_seen(model, d, members[d], holdout[d], self.tokenizer.pad_token_id,
+                              self.config.evaluate.batch_size, self.device) for d in members}
 
     def results(self) -> dict:
         """RUN/results.json and RUN/report.md: every model's scores, the masks, stage 3's log, the audit."""
@@ -487,6 +488,12 @@ class Pipeline:
         m = self.config.model
         return {d.name: encode_all(self.tokenizer, d.holdout, m.prompt_format, m.max_length)
                 for d in self.benchmark.domains}
+
+    def encoded_members(self) -> dict[str, list[Encoded]]:
+        """{domain: its encoded forget examples that the holdout stands for} (``Domain.members``: all of them, unless
+        the forget set mixes kinds)."""
+        forget = self.encoded()["forget"]
+        return {d.name: [forget[d.name][i] for i in d.members()] for d in self.benchmark.domains}
 
     def datasets(self) -> dict[str, list[Encoded]]:
         """{"<domain>/<scope>": encoded examples}, the paper's D_x."""

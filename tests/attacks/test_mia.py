@@ -101,3 +101,25 @@ def test_verdicts_follow_the_configured_thresholds():
     assert strict["membership_inference"] == "fail" and strict["relearning"] == "pass"
     summary["relearn"]["d"]["model"]["recovery"] = {"0": None, "50": None}  # the vanilla model leaked nothing
     assert verdicts(summary, AttackConfig())["model"]["d"]["relearning"] == "n/a"
+
+
+def test_membership_inference_sets_the_holdout_against_the_forget_examples_it_stands_for():
+    """A forget set of questions (indices 0-3, far likelier than any text) and texts (4-7) against a holdout of
+    texts: with ``members`` the AUC is the texts' (0.5 here), the oracle's interval too; forget quality still takes
+    the whole forget set."""
+    from grail.attacks.mia import MIA_SCORES
+    from grail.attacks.report import mia_summary
+    from grail.config import AttackConfig
+
+    def sets(texts: list[float]) -> dict:
+        forget = [-0.5] * 4 + texts
+        scores = {k: forget for k in MIA_SCORES}
+        return {"mia": {"copyright": {"forget": scores, "holdout": {k: [-2.0, -1.0] * 4 for k in MIA_SCORES}}}}
+
+    reports = {"oracle": sets([-2.0, -1.0] * 2), "grail": sets([-1.9, -1.1] * 2)}
+    config = AttackConfig()
+    mixed = mia_summary(reports, config, seed=0)["copyright"]
+    paired = mia_summary(reports, config, seed=0, members={"copyright": [4, 5, 6, 7]})["copyright"]
+    assert paired["oracle"]["loss"]["auc"] == 0.5 and mixed["oracle"]["loss"]["auc"] == 0.75
+    assert paired["grail"]["loss"]["auc"] == 0.5 and paired["grail"]["auc_in_oracle_ci"]
+    assert paired["grail"]["forget_quality"] == mixed["grail"]["forget_quality"]  # the whole forget set

@@ -57,6 +57,9 @@ def test_muse_in_both_revisions(tmp_path, revision, layout, caplog):
     assert domain.retain_heldout[0].prompt.startswith("pr0 ") and len(domain.holdout) == 2
     assert [e.answer for e in domain.shots] == ["icl answer 0", "icl answer 1"]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # privleak is there: nothing missing
+    # the holdout (privleak texts) stands for the forget set's privleak texts, not for its questions and passages
+    assert [e.kind for e in domain.forget] == ["knowmem"] * 3 + ["verbmem"] * 2 + ["privleak"] + ["raw"] * 2
+    assert {e.kind for e in domain.holdout} == {"privleak"} and domain.members() == [5]
 
 
 def test_muse_without_raw_and_privleak_warns_what_is_missing(tmp_path, caplog):
@@ -109,7 +112,9 @@ def test_new_scopes_round_trip_through_our_jsonl_and_train_nothing(tmp_path):
         {"name": "privacy", "source": "tofu", "path": str(tofu), "forget": "forget01", "retain": "retain90"},
         {"name": "copyright", "source": "muse", "path": str(muse)}]}}))
     (tmp_path / "d.jsonl").write_text(bench.to_jsonl())
-    assert load_jsonl(tmp_path / "d.jsonl") == bench
+    assert load_jsonl(tmp_path / "d.jsonl") == bench  # the examples' kinds too: a resumed run pairs them alike
+    assert bench.domains[1].members() == [5]  # TOFU: no kinds, every forget example
+    assert bench.domains[0].members() == list(range(len(bench.domains[0].forget)))
     trained = [json.loads(line)["scope"] for line in bench.to_jsonl(trained_only=True).splitlines()]
     assert set(trained) == {"forget", "retain", "retain_heldout"}
 

@@ -57,11 +57,14 @@ def per_example_records(pipeline: Pipeline, reports: dict[str, dict]) -> list[di
     records = []
     for model, report in reports.items():
         for domain in pipeline.benchmark.domains:
+            members = set(domain.members())
             for set_name, examples in (("forget", domain.forget), ("holdout", domain.holdout)):
                 scores = report["mia"][domain.name][set_name]
                 for i, example in enumerate(examples):
                     record = {"model": model, "domain": domain.name, "set": set_name, "index": i,
                               "prompt": example.prompt, "mia": {k: v[i] for k, v in scores.items()}}
+                    if set_name == "forget":  # set against the holdout by membership inference (Domain.members)
+                        record["member"] = i in members
                     if set_name == "forget":
                         record["leaked_under_precision"] = {fmt: s["leaks"][i] for fmt, s in
                                                             report.get("precision", {}).get(domain.name, {}).items()}

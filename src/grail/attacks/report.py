@@ -12,6 +12,8 @@ forget losses with the holdout's, and the leak rates of relearning, precision an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from grail.attacks.mia import (
     MIA_SCORES,
     bootstrap_interval,
@@ -39,29 +41,39 @@ def _first(models: dict):
     return models.get(ModelName.ORACLE, next(iter(models.values())))
 
 
-def mia_summary(reports: dict[str, dict], config: AttackConfig, seed: int) -> dict:
-    """{domain: {model: {score: {auc, auc_ci, tpr, tpr_ci, privleak}, forget_quality, auc_in_oracle_ci}}}. Without an
-    oracle, ``privleak`` is relative to an AUC of 0.5, ``forget_quality`` compares the forget losses with the
-    holdout's under the same model and ``auc_in_oracle_ci`` says whether every score's interval holds 0.5."""
+def _picker(index: list[int] | None) -> Callable[[list[float]], list[float]]:
+    """The scores at ``index`` (None: all of them)."""
+    return lambda scores: scores if index is None else [scores[i] for i in index]
+
+
+def mia_summary(reports: dict[str, dict], config: AttackConfig, seed: int,
+                members: dict[str, list[int]] | None = None) -> dict:
+    """{domain: {model: {score: {auc, auc_ci, tpr, tpr_ci, privleak}, forget_quality, auc_in_oracle_ci}}}. The
+    members are the forget examples the holdout stands for (``members``: their indices per domain, ``Domain.members``;
+    missing: every one); forget quality takes the whole forget set. Without an oracle, ``privleak`` is relative to an
+    AUC of 0.5, ``forget_quality`` compares the forget losses with the holdout's under the same model and
+    ``auc_in_oracle_ci`` says whether every score's interval holds 0.5."""
     out: dict[str, dict] = {}
     for domain in _first(reports)["mia"]:
+        of_members = _picker((members or {}).get(domain))
+
         oracle = reports[ModelName.ORACLE]["mia"][domain] if has_oracle(reports) else None
         out[domain] = {}
-        oracle_auc = {k: NEVER_SEEN_AUC if oracle is None else roc_auc(oracle["forget"][k], oracle["holdout"][k])
-                      for k in MIA_SCORES}
+        oracle_auc = {k: NEVER_SEEN_AUC if oracle is None else roc_auc(of_members(oracle["forget"][k]),
+                                                                        oracle["holdout"][k]) for k in MIA_SCORES}
         for name, report in reports.items():
             sets = report["mia"][domain]
             row: dict = {}
             for k in MIA_SCORES:
-                members, others = sets["forget"][k], sets["holdout"][k]
+                members_k, others = of_members(sets["forget"][k]), sets["holdout"][k]
 
                 def tpr(a, b):
                     return tpr_at_fpr(a, b, config.fpr)
 
-                auc = roc_auc(members, others)
-                row[k] = {"auc": auc, "auc_ci": bootstrap_interval(members, others, roc_auc, config.bootstrap, seed),
-                          "tpr": tpr(members, others),
-                          "tpr_ci": bootstrap_interval(members, others, tpr, config.bootstrap, seed),
+                auc = roc_auc(members_k, others)
+                row[k] = {"auc": auc, "auc_ci": bootstrap_interval(members_k, others, roc_auc, config.bootstrap, seed),
+                          "tpr": tpr(members_k, others),
+                          "tpr_ci": bootstrap_interval(members_k, others, tpr, config.bootstrap, seed),
                           "privleak": privleak(auc, oracle_auc[k])}
             # the forget losses are minus the LOSS score (the mean answer-token log-probability)
             reference = sets["holdout"] if oracle is None else oracle["forget"]
@@ -69,7 +81,7 @@ def mia_summary(reports: dict[str, dict], config: AttackConfig, seed: int) -> di
                                                    [-x for x in reference["loss"]])
             if name == ModelName.VANILLA and oracle is not None:  # the calibrated stop's reference judged by the oracle
                 row["holdout_vs_oracle_forget"] = forget_quality([-x for x in sets["holdout"]["loss"]],
-                                                                 [-x for x in oracle["forget"]["loss"]])
+                                                                 [-x for x in of_members(oracle["forget"]["loss"])])
             out[domain][name] = row
         for row in out[domain].values():
             if oracle is None:
@@ -149,11 +161,12 @@ def verdicts(summary: dict, config: AttackConfig) -> dict:
     return out
 
 
-def summarize(reports: dict[str, dict], config: AttackConfig, seed: int) -> dict:
-    """attacks.json: every attack's summary per domain and model, and the verdicts."""
+def summarize(reports: dict[str, dict], config: AttackConfig, seed: int,
+              members: dict[str, list[int]] | None = None) -> dict:
+    """attacks.json: every attack's summary per domain and model, and the verdicts (``members``: ``mia_summary``)."""
     summary = {"models": list(reports), "thresholds": {k: getattr(config, k) for k in (
         "max_privleak", "min_forget_quality", "max_relearn_recovery", "max_leak_excess")},
-               "mia": mia_summary(reports, config, seed), "relearn": relearn_summary(reports),
+               "mia": mia_summary(reports, config, seed, members), "relearn": relearn_summary(reports),
                "precision": _against_oracle(reports, "precision"),
                "prompts": _against_oracle(reports, "prompts"),
                "reference": ModelName.ORACLE if has_oracle(reports) else "holdout"}

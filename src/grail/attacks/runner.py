@@ -80,7 +80,8 @@ class Attacks:
             self.pipeline.stage0_oracle()
             self.pipeline.evaluate_model(ModelName.ORACLE)
         reports = {name: self.model_report(name) for name in names}
-        summary = summarize(reports, self.config.attack, self.config.seed)
+        summary = summarize(reports, self.config.attack, self.config.seed,
+                            {d.name: d.members() for d in self.benchmark.domains})
         summary["scores"] = {name: self.pipeline.evaluate_model(name)["average"] for name in names}
         io.write_json(self.pipeline.path("attacks.json"), summary)
         io.write_text(self.pipeline.path("attacks.md"), attacks_markdown(summary))

@@ -14,7 +14,8 @@ Stage 0 memorises all of them (they are what the model knows); stages 1-3 use fo
 And a domain may carry what no model is ever trained on:
 - ``holdout``: examples of the forget set's kind (other people's records, other books' passages) that no stage
   trains on: the non-members of the membership-inference attacks and the shots of the few-shot prompt attack
-  (``grail attack``);
+  (``grail attack``); where the forget set mixes kinds (``Example.kind``), it stands for the forget examples of
+  its own (``Domain.members``);
 - ``shots``: demonstrations for the few-shot prompt attack where the data brings its own (MUSE's ``*_icl``
   splits); the holdout serves otherwise;
 - ``knowledge``: general-knowledge questions beside the domain (TOFU's real authors and world facts), scored
@@ -64,6 +65,10 @@ class Example:
     span: str | None = None
     paraphrase: str | None = None
     """Forget examples: the prompt in a second wording (evaluation only: US_paraphrase)."""
+    kind: str | None = None
+    """Where a domain's forget set mixes kinds of example (MUSE: ``knowmem`` questions, ``verbmem`` passages,
+    ``privleak`` texts), which kind this is: the holdout is set against the forget examples of its own kinds
+    (``Domain.members``)."""
 
     @property
     def leak_span(self) -> str:
@@ -102,6 +107,14 @@ class Domain:
     def scope(self, scope: str) -> list[Example]:
         return {"forget": self.forget, "retain": self.retain, HELDOUT_SCOPE: self.retain_heldout,
                 HOLDOUT_SCOPE: self.holdout, SHOTS_SCOPE: self.shots, KNOWLEDGE_SCOPE: self.knowledge}[scope]
+
+    def members(self) -> list[int]:
+        """The indices of the forget examples that the holdout stands for: those of the holdout's kinds where its
+        examples name one (MUSE's privleak texts, not its knowmem questions), else every one. Calibration and
+        membership inference compare these with the holdout: examples of another kind (a short answer against a
+        passage) differ in likelihood whether trained on or not."""
+        kinds = {ex.kind for ex in self.holdout if ex.kind is not None}
+        return [i for i, ex in enumerate(self.forget) if not kinds or ex.kind in kinds]
 
     def forget_paraphrases(self) -> list[Example]:
         """The forget examples that have a second wording, asked in it."""

@@ -85,8 +85,9 @@ def _check_complete(domains: dict[str, Domain], source: str) -> Benchmark:
 
 def load_jsonl(path: str | Path) -> Benchmark:
     """Our format: one JSON object per line with domain, scope (forget | retain | retain_heldout | holdout | shots |
-    knowledge), prompt, answer, optional span, and on forget records an optional paraphrase (the prompt in a second
-    wording)."""
+    knowledge), prompt, answer, optional span and kind (``Example.kind``: where a forget set mixes kinds, a holdout
+    record's kind names the forget records it stands for), and on forget records an optional paraphrase (the prompt
+    in a second wording)."""
     path = Path(path)
     if not path.is_file():
         raise SourceUnreachableError(f"{path}: no such file")
@@ -155,7 +156,8 @@ def _example(record: dict, scope: str, where: str) -> Example:
         raise DataError(f"{where}: field 'paraphrase' is only for forget records (scope is {scope!r})")
     if paraphrase is not None and paraphrase.strip() == prompt.strip():
         raise DataError(f"{where}: field 'paraphrase' repeats the prompt; it must be a second wording")
-    return Example(prompt, text_field(record, "answer", where), _optional_text(record, "span", where), paraphrase)
+    return Example(prompt, text_field(record, "answer", where), _optional_text(record, "span", where), paraphrase,
+                   _optional_text(record, "kind", where))
 
 
 def knowundo_records(records: Any, where: str) -> list[Example]:

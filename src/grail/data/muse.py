@@ -5,7 +5,8 @@
 - ``verbmem``: ``forget`` passages -> forget, prompt = the passage's first part, answer = its continuation;
 - ``privleak``: ``forget`` texts -> forget, ``retain`` -> retain_heldout (the target model's text that
   unlearning never sees), ``holdout`` -> holdout (never trained on: the attacks' non-members); each text as a
-  continuation example (below);
+  continuation example (below). Each example keeps its subset as its ``kind``: the holdout's texts stand for the
+  forget set's privleak texts (``Domain.members``), as in MUSE's own PrivLeak, not for its questions and passages;
 - ``raw`` (opt-in, ``raw_chunks``): the corpora themselves cut into pieces of about ``model.max_length`` tokens;
   the first ``raw_chunks`` pieces of ``forget`` -> forget and of ``retain1`` -> retain, so stage 0 and the oracle
   train on text as MUSE's target model did (the oracle on the retain side only).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 
 from grail.data.examples import DataError, Domain, Example
 from grail.data.hub import Records, pick_split, read_config, where
@@ -74,7 +76,7 @@ class _Corpus:
 
     def continuations(self, config: str, split: str, rows: Records, words: int) -> list[Example]:
         examples = [continuation(text, words) for text in self.texts(config, split, rows)]
-        return [ex for ex in examples if ex is not None]
+        return [replace(ex, kind=config) for ex in examples if ex is not None]
 
 
 def load_muse(name: str, path: str | None = None, corpus: str = "news", max_length: int = 256,
@@ -90,9 +92,10 @@ def load_muse(name: str, path: str | None = None, corpus: str = "news", max_leng
         found = muse.split("knowmem", names, split_optional=target is domain.shots)
         if found:
             split, rows = found
-            target.extend(Example(q, a) for q, a in muse.field("knowmem", split, rows, "question", "answer"))
+            target.extend(Example(q, a, kind="knowmem") for q, a in muse.field("knowmem", split, rows, "question",
+                                                                                  "answer"))
     split, rows = muse.split("verbmem", ("forget",))
-    domain.forget.extend(Example(p, gt) for p, gt in muse.field("verbmem", split, rows, "prompt", "gt"))
+    domain.forget.extend(Example(p, gt, kind="verbmem") for p, gt in muse.field("verbmem", split, rows, "prompt", "gt"))
 
     for names, target in ((("forget",), domain.forget), (PRIVLEAK_RETAIN, domain.retain_heldout),
                           (("holdout",), domain.holdout)):
@@ -107,6 +110,6 @@ def load_muse(name: str, path: str | None = None, corpus: str = "news", max_leng
     if raw_chunks:
         for names, target in ((("forget",), domain.forget), (RAW_RETAIN, domain.retain)):
             split, rows = muse.split("raw", names)
-            pieces = [ex for text in muse.texts("raw", split, rows) for ex in chunks(text, words)]
+            pieces = [replace(ex, kind="raw") for text in muse.texts("raw", split, rows) for ex in chunks(text, words)]
             target.extend(pieces[:raw_chunks])
     return domain

@@ -73,14 +73,19 @@ class CalibratedTarget(ForgetTarget):
 
 
 def forget_target(config: UnlearnConfig, model: nn.Module, forget: dict[str, list[Encoded]],
-                  holdout: dict[str, Sequence[Encoded]] | None, pad_id: int, device) -> ForgetTarget | None:
+                  holdout: dict[str, Sequence[Encoded]] | None, pad_id: int, device,
+                  members: dict[str, Sequence[Encoded]] | None = None) -> ForgetTarget | None:
     """The target ``config`` asks for, over the examples stage 3 ascends (None: no target, ascend for the whole
     budget). ``holdout``: each domain's never-seen examples of the forget set's kind (missing or too few: the base
-    model's scores are the reference, with a warning). Call it before the first update."""
+    model's scores are the reference, with a warning); the calibrated target measures the ascended examples among
+    ``members``, the forget examples the holdout stands for (missing: all). Call it before the first update."""
     if config.target == "none":
         return None
     if config.target == "us":
         return UsTarget(forget, pad_id, device, config.target_us)
+    if members:
+        kept = {d: set(members.get(d, items)) for d, items in forget.items()}
+        forget = {d: [x for x in items if x in kept[d]] for d, items in forget.items()}
     references = {d: never_seen(model, d, items, (holdout or {}).get(d, ()), pad_id, SCORE_BATCH, device)
                   for d, items in forget.items()}
     return CalibratedTarget(forget, pad_id, device, references)

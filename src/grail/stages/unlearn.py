@@ -292,12 +292,14 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             progress: bool = False, on_epoch_end: Callable[[int], None] | None = None,
             general: dict[Encoded, objectives.TopK] | None = None, utility: Callable[[], float] | None = None,
             oracle_log_probs: Callable[[list[Encoded]], dict[Encoded, torch.Tensor]] | None = None,
-            holdout: dict[str, list[Encoded]] | None = None) -> list[dict]:
+            holdout: dict[str, list[Encoded]] | None = None,
+            members: dict[str, list[Encoded]] | None = None) -> list[dict]:
     """Run stage 3 in place on ``model``; returns the per-epoch log.
 
     ``forget`` / ``retain`` map each domain to its encoded examples; ``general`` maps the replay examples to the
     base model's top-k next-token distributions, which ``config.general_weight`` keeps the model close to;
-    ``holdout`` maps each domain to never-seen examples of its forget set's kind, the calibrated target's reference.
+    ``holdout`` maps each domain to never-seen examples of its forget set's kind, the calibrated target's reference,
+    and ``members`` to the forget examples it stands for (``Domain.members``; missing: every one).
     The stop rules (``stops.py``): every domain at its target (``config.target``); ``check()`` ({domain: {"RS": ..}},
     after each epoch) against divergence; ``utility()`` (a perplexity) within ``config.utility_budget``.
     """
@@ -312,7 +314,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     half = config.batch_size // 2
     checkpoint = Checkpoint(checkpoint_dir, fingerprint)  # it also keeps the held distributions across a resume
     held = lambda: checkpoint.extra.setdefault("held", {})  # noqa: E731
-    target = forget_target(config, model, forget_pools, holdout, pad_id, device)  # references before any update
+    target = forget_target(config, model, forget_pools, holdout, pad_id, device, members)  # before any update
     setup = objectives.Setup(config, pad_id, device, seed, model.config.vocab_size, oracle_log_probs)
     # the targets' and the checks' starting values, then the objectives' references: all before the first update
     targets = TargetStop(model, target, list(forget_pools), config.target_check_steps,
