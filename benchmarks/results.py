@@ -1,8 +1,9 @@
 """Regenerate RESULTS.md whole, README's results block and docs/results/ from the current code. `make results` runs it.
 
-1. `grail run` of the default on each seed (resumed where a run folder holds it);
+1. `grail run` of the default on each seed (resumed where a run folder holds it), then `grail attack` of it;
 2. per seed, `grail compare --target calibrated --utility-budget B` of GRAIL, GRAIL with nothing frozen, GA + GD and
-   NPO: every method held to the same calibrated target and utility budget, then attacked against the oracle;
+   NPO: every method held to the same calibrated target and utility budget, then attacked against the oracle (GRAIL's
+   and the oracle's attacks are step 1's);
 3. on the first seed, `grail compare --utility-budget B` of the paper's comparison (GA + GD, Memflex, the paper's
    GRAIL, GRAIL), every method with its own stop;
 4. the TOFU-like and MUSE-like fixtures (`benchmarks/fixtures.py`): `grail run` and `grail attack`;
@@ -57,7 +58,7 @@ def _in_parallel(commands: Sequence[list[str]], jobs: int) -> None:
     while pending or running:
         while pending and len(running) < jobs:
             command = pending.pop(0)
-            print("$", " ".join(command[2:]), flush=True)
+            print("$", " ".join(command[2:] if command[0] == sys.executable else command), flush=True)
             running.append(subprocess.Popen(command, env=env))
         running[0].wait()
         if running[0].returncode:
@@ -77,9 +78,10 @@ def run_everything(seeds: list[int], runs: Path, jobs: int) -> None:
     runs.mkdir(parents=True, exist_ok=True)
     seed_runs = []
     for seed in seeds:
-        config = runs / f"seed{seed}.yaml"
+        config, out = runs / f"seed{seed}.yaml", runs / f"seed{seed}"
         config.write_text(yaml.safe_dump({"seed": seed}))
-        seed_runs.append(_grail("run", "--config", str(config), "--out", str(runs / f"seed{seed}"), "--quiet"))
+        seed_runs.append(["sh", "-c", " ".join([*_grail("run", "--config", str(config), "--out", str(out), "--quiet"),
+                                                "&&", *_grail("attack", str(out))])])
     _in_parallel(seed_runs, jobs)
     _in_parallel([_grail("compare", "--out", str(runs / f"seed{s}"), "--methods", ",".join(FORGETTING_MATCHED),
                          "--utility-budget", f"{BUDGET:g}", "--target", "calibrated")
@@ -248,14 +250,13 @@ def attacks_section(seeds: Seeds) -> str:
                     "the stop's reference vs the oracle (KS p)", "relearning", "precision", "prompts"], rows)
     return f"""## The default under attack, against the oracle
 
-`grail attack runs/results/seedN` (run by the forgetting-matched comparison below, which attacks every model): the
-oracle is stage 0 without the forget sets, the model exact unlearning gives. Membership inference passes when every
-score's AUC (LOSS, zlib, Min-K %, Min-K %++) lies in the oracle's 95 % interval; forget quality is the KS test of
-GRAIL's forget losses against the oracle's (pass: p ≥ 0.05); "the stop's reference vs the oracle" is the KS p-value of
-the vanilla model's holdout losses against the oracle's forget losses (how well the calibrated stop's reference stands
-in for the oracle); relearning passes when fine-tuning on part of the forget set recovers at most 0.25 of the rest;
-precision and prompts when nothing leaks under 8- and 4-bit weights and under paraphrased, few-shot and role-play
-prompts beyond the oracle.
+`grail attack runs/results/seedN`: the oracle is stage 0 without the forget sets, the model exact unlearning gives.
+Membership inference passes when every score's AUC (LOSS, zlib, Min-K %, Min-K %++) lies in the oracle's 95 %
+interval; forget quality is the KS test of GRAIL's forget losses against the oracle's (pass: p ≥ 0.05); "the stop's
+reference vs the oracle" is the KS p-value of the vanilla model's holdout losses against the oracle's forget losses
+(how well the calibrated stop's reference stands in for the oracle); relearning passes when fine-tuning on part of
+the forget set recovers at most 0.25 of the rest; precision and prompts when nothing leaks under 8- and 4-bit weights
+and under paraphrased, few-shot and role-play prompts beyond the oracle.
 
 {table}
 {_prose(f"{passed} of {total} checks pass. Not passed: {'; '.join(failed) if failed else 'none'}.")}"""
