@@ -352,6 +352,7 @@ def fixtures_section(runs: Path) -> str:
     for model, m in results["models"].items():
         d = m["domains"]
         rows.append([model, _pair([d[x]["US"] for x in domains]),
+                     _pair([d[x].get("calibration", {}).get("US") for x in domains]),
                      _pair([d[x].get("calibration", {}).get("US_reference") for x in domains]),
                      _pair([d[x].get("calibration", {}).get("auc") for x in domains], 2),
                      _pair([d[x].get("leak_rate") for x in domains]),
@@ -362,19 +363,23 @@ def fixtures_section(runs: Path) -> str:
     verdicts = "" if attacks is None else "\n`grail attack`: " + "; ".join(
         f"{d}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in attacks["verdicts"]["grail"][d].items())
         for d in domains) + "\n"
+    stops = "Stage 3: " + ("; ".join(f"{d}: {why}" for d, why in results["unlearning"].get("domain_stops", {}).items())
+                           or str(results["unlearning"]["stop"])) + "."
     return f"""## Data grail was not tuned on: a TOFU-like and a MUSE-like set
 
 `python benchmarks/fixtures.py runs/results/fixtures`, then `grail run --config runs/results/fixtures/config.yaml --out
 runs/results/fixtures/run` and `grail attack runs/results/fixtures/run`: fictitious authors in TOFU's layout (six
 full-sentence answers each; forget05's two authors forgotten, forget10's two others the holdout) as the privacy
 domain and fictitious local news in MUSE's layout (knowmem questions, verbmem continuations, privleak texts; ten
-never-trained articles the holdout) as the copyright domain, every setting the default.
+never-trained articles the holdout, set against the privleak forget texts) as the copyright domain, every setting the
+default. "US" is the whole forget set's; the calibration compares the holdout ("never-seen US", "AUC") with the
+forget examples it stands for.
 Domains: {DOMAINS_SEP.join(domains)}.
 
-{_table(["model", "US", "never-seen US", "AUC vs never-seen", "leak %", "RS", "RS held-out", "general PPL",
+{_table(["model", "US", "US of what the holdout stands for", "never-seen US", "AUC vs never-seen", "leak %", "RS",
+         "RS held-out", "general PPL",
          "probe %", "MMLU log-prob"], rows)}{verdicts}
-Stage 3 stop: {results["unlearning"]["stop"]}.
-"""
+{_prose(stops)}"""
 
 
 def time_section(seeds: Seeds) -> str:
