@@ -97,6 +97,9 @@ def test_evidence_bundle(attacked_run):
     forget = next(r for r in records if r["set"] == "forget")
     assert set(forget["mia"]) == {"loss", "zlib", "min_k", "min_k_plus_plus"} and "int8" in forget[
         "leaked_under_precision"]
+    # the built-in data names no kinds: every forget example is set against the holdout, no holdout record is marked
+    assert all(r["member"] for r in records if r["set"] == "forget")
+    assert not any("member" in r for r in records if r["set"] == "holdout")
 
 
 def test_attack_without_holdout_names_the_missing_data(tmp_path, cli_run, capsys):

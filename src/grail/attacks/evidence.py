@@ -63,9 +63,8 @@ def per_example_records(pipeline: Pipeline, reports: dict[str, dict]) -> list[di
                 for i, example in enumerate(examples):
                     record = {"model": model, "domain": domain.name, "set": set_name, "index": i,
                               "prompt": example.prompt, "mia": {k: v[i] for k, v in scores.items()}}
-                    if set_name == "forget":  # set against the holdout by membership inference (Domain.members)
-                        record["member"] = i in members
                     if set_name == "forget":
+                        record["member"] = i in members  # set against the holdout by membership inference
                         record["leaked_under_precision"] = {fmt: s["leaks"][i] for fmt, s in
                                                             report.get("precision", {}).get(domain.name, {}).items()}
                         record["leaked_under_prompt"] = {v: s["leaks"][i] for v, s in

@@ -56,7 +56,6 @@ def mia_summary(reports: dict[str, dict], config: AttackConfig, seed: int,
     out: dict[str, dict] = {}
     for domain in _first(reports)["mia"]:
         of_members = _picker((members or {}).get(domain))
-
         oracle = reports[ModelName.ORACLE]["mia"][domain] if has_oracle(reports) else None
         out[domain] = {}
         oracle_auc = {k: NEVER_SEEN_AUC if oracle is None else roc_auc(of_members(oracle["forget"][k]),
