@@ -404,7 +404,8 @@ def readme_block(seeds: Seeds) -> str:
                    or (utility_matched_folder(seeds.folder(s)) / "comparison.json").exists() for s in seeds.seeds)
     elsewhere = "The attacks and the comparisons with other methods" if compared else "The attacks"
     summary = _prose(f"Seeds {', '.join(map(str, seeds.seeds))}: {default_summary(seeds)} {elsewhere}: RESULTS.md.")
-    return (f"Seed {seed} (`runs/results/seed{seed}/report.md`):\n\n{results_table(document)}\n\n"
+    made = f"`make results` (`benchmarks/results.py`; 2-core CPU, one torch thread a job), seed {seed}"
+    return (f"{made} (`runs/results/seed{seed}/report.md`):\n\n{results_table(document)}\n\n"
             f"{general_table(document)}\n\n{summary}")
 
 
