@@ -346,7 +346,7 @@ class Pipeline:
                            progress=self.progress, on_epoch_end=self._epoch_hook("unlearn"), general=general,
                            utility=utility, oracle_log_probs=oracle_log_probs,
                            holdout={d: holdout[d] for d in phase.forget},
-                           members={d: members[d] for d in phase.forget})
+                           members={d: members[d] for d in phase.forget}, eos_id=self.tokenizer.eos_token_id)
         if sharded:  # every process gathers the weights; the stages after stage 3 take the whole model again
             unlearned = sharding.full_weights(trainable_parameters(model))
             del model

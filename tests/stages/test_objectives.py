@@ -90,6 +90,33 @@ def test_to_base_ascends_only_what_the_base_model_finds_less_likely_and_holds_th
     assert 0 < above < sum(len(x.answer_ids) for x in forget)  # some tokens above the base's level, not all
 
 
+def test_to_base_leaves_the_end_of_answer_token_as_the_vanilla_model_has_it(tiny_lora, tiny_sets):
+    """Every answer ends with EOS (the format, learnt from every training example): given ``eos_id``, ``to_base``
+    never ascends it (no floor) and holds its distribution at the vanilla model's; every other position keeps the
+    base model's reference."""
+    model, tokenizer = tiny_lora
+    with torch.no_grad():  # the "vanilla" model: LoRA moved away from the base model
+        for p in trainable_parameters(model).values():
+            p.add_(0.05 * torch.randn_like(p))
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    forget = tiny_sets[0]["privacy"]
+    assert all(x.answer_ids[-1] == eos for x in forget)
+    to_base = objectives.FORGET_OBJECTIVES["to_base"]
+    with eval_mode(model):
+        plain = to_base.prepare(model, forget, objectives.Setup(UnlearnConfig(), pad, "cpu", 0, len(tokenizer)))
+        ended = to_base.prepare(model, forget, objectives.Setup(UnlearnConfig(), pad, "cpu", 0, len(tokenizer),
+                                                                eos_id=eos))
+        own = objectives.topk_reference(model, forget, pad, "cpu")
+        ce, batch, logits = objectives._token_ce(model, forget, pad, "cpu")
+    for x in forget:
+        assert torch.equal(ended.log_probs[x][:-1], plain.log_probs[x][:-1]) and ended.log_probs[x][-1] == math.inf
+        for base_part, vanilla_part, now in zip(plain.distributions[x], own[x], ended.distributions[x]):
+            assert torch.equal(now[:-1], base_part[:-1]) and torch.equal(now[-1], vanilla_part[-1])
+    floor = objectives._per_token(batch, ended.log_probs, forget, math.inf)
+    pushed = objectives.ascendable(ce, logits, batch, math.inf, False, floor)
+    assert not pushed[:, -1].any() and pushed[:, :-1].any()  # left-padded: every answer's EOS is the last position
+
+
 def test_kl_retention_refuses_a_reference_beyond_its_memory_limit(tiny_lora, tiny_sets, monkeypatch):
     """The full-vocabulary reference of every retain token must fit: past the limit, a named error before any
     update (the weights untouched), not an out-of-memory kill."""

@@ -262,6 +262,8 @@ class Setup:
     vocab_size: int
     oracle_log_probs: Callable[[list[Encoded]], dict[Encoded, torch.Tensor]] | None = None
     """Per example, each answer token's log-probability under the oracle (``ascent_stop: oracle``)."""
+    eos_id: int | None = None
+    """The token every encoded answer ends with (``batching.encode``): ``to_base`` leaves it as it was."""
 
 
 @dataclass(frozen=True)
@@ -329,9 +331,19 @@ class BaseReference:
 
 
 def _base_reference(model: nn.Module, items: list[Encoded], setup: Setup) -> BaseReference:
+    """The base model's view of each forget answer token, but of the end-of-answer token: there the reference is
+    the vanilla model's own (no floor: never ascended; its distribution held). Where an answer ends is the format
+    every training example taught, retain sets included, not the example: the base model, which never learnt the
+    format, finds it very unlikely, and pushing it there would count as forgetting while the content stays known."""
     with base_weights(model) as base:
-        return BaseReference(reference_log_probs(base, items, setup.pad_id, setup.device, full=False),
-                             topk_reference(base, items, setup.pad_id, setup.device))
+        floor = reference_log_probs(base, items, setup.pad_id, setup.device, full=False)
+        distributions = topk_reference(base, items, setup.pad_id, setup.device)
+    ended = [x for x in items if setup.eos_id is not None and x.answer_ids[-1] == setup.eos_id]
+    for x, (ids, log_probs, rest) in topk_reference(model, ended, setup.pad_id, setup.device).items():
+        floor[x] = torch.cat([floor[x][:-1], torch.tensor([math.inf])])
+        distributions[x] = tuple(torch.cat([base_part[:-1], own[-1:]])
+                                 for base_part, own in zip(distributions[x], (ids, log_probs, rest)))
+    return BaseReference(floor, distributions)
 
 
 def to_base_loss(model: nn.Module, items: Sequence[Encoded], pad_id: int, device,

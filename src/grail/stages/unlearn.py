@@ -293,7 +293,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
             general: dict[Encoded, objectives.TopK] | None = None, utility: Callable[[], float] | None = None,
             oracle_log_probs: Callable[[list[Encoded]], dict[Encoded, torch.Tensor]] | None = None,
             holdout: dict[str, list[Encoded]] | None = None,
-            members: dict[str, list[Encoded]] | None = None) -> list[dict]:
+            members: dict[str, list[Encoded]] | None = None, eos_id: int | None = None) -> list[dict]:
     """Run stage 3 in place on ``model``; returns the per-epoch log.
 
     ``forget`` / ``retain`` map each domain to its encoded examples; ``general`` maps the replay examples to the
@@ -315,7 +315,7 @@ def unlearn(model: nn.Module, forget: dict[str, list[Encoded]], retain: dict[str
     checkpoint = Checkpoint(checkpoint_dir, fingerprint)  # it also keeps the held distributions across a resume
     held = lambda: checkpoint.extra.setdefault("held", {})  # noqa: E731
     target = forget_target(config, model, forget_pools, holdout, pad_id, device, members)  # before any update
-    setup = objectives.Setup(config, pad_id, device, seed, model.config.vocab_size, oracle_log_probs)
+    setup = objectives.Setup(config, pad_id, device, seed, model.config.vocab_size, oracle_log_probs, eos_id)
     # the targets' and the checks' starting values, then the objectives' references: all before the first update
     targets = TargetStop(model, target, list(forget_pools), config.target_check_steps,
                          left_to_ascend=lambda: loss.left_to_ascend(), hold=lambda d: hold(d))
