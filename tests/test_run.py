@@ -393,3 +393,24 @@ def test_sharding_refuses_the_oracle_floored_ascent_before_anything_trains(tmp_p
     monkeypatch.setattr(pipeline.Pipeline, "stage0_oracle", lambda self: pytest.fail("the oracle was trained"))
     with pytest.raises(ConfigError, match="distributed: fsdp does not take unlearn.ascent_stop: oracle"):
         run.unlearn_from_vanilla("grail", [], config.unlearn, config.localize)
+
+
+def test_stage_3_is_given_the_token_every_answer_ends_with(tmp_path, monkeypatch):
+    """``to_base`` leaves the end-of-answer token alone only if stage 3 knows it: the pipeline passes the tokenizer's
+    EOS, the token ``batching.encode`` ends every answer with."""
+    from grail import pipeline
+
+    monkeypatch.setenv("GRAIL_CACHE", str(tmp_path / "cache"))
+    given = []
+    unlearn = pipeline.unlearn
+
+    def recorded(*args, **kwargs):
+        given.append(kwargs["eos_id"])
+        return unlearn(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "unlearn", recorded)
+    run = Pipeline(tmp_path / "run", build_config(TINY))
+    run.run("unlearn")
+    forget = run.encoded()["forget"]
+    assert given == [run.tokenizer.eos_token_id]
+    assert all(x.answer_ids[-1] == given[0] for items in forget.values() for x in items)

@@ -367,7 +367,8 @@ class UnlearnConfig(_Section):
     """``to_base``: ascent on the forget answer tokens the model still finds likelier than the base model (before
     stage 0: a model that never saw the data) did, plus the KL from the base model's next-token distributions to
     the current ones on the forget answers: no forget token is brought lower than a never-trained model's level,
-    and a domain at its target is held where it met it while the others go on. ``ascent``: the paper's gradient
+    and a domain at its target is held where it met it while the others go on; the end-of-answer token (the format
+    every training example teaches) stays as the vanilla model has it. ``ascent``: the paper's gradient
     ascent (``grail-paper``, the published baselines), stopped per token by ``ascent_stop``; the baselines'
     ``random_labels``, ``adversarial`` (descent on relabelled answers) and ``npo`` (Negative Preference
     Optimization)."""

@@ -9,7 +9,8 @@ Forget objectives (minimised, then weighted by ``forget_weight``):
 - ``to_base``: ascent on the answer tokens the model still finds likelier than the base model (before any
   fine-tuning: a model that never saw the data) did, plus descent on the KL from the base model's next-token
   distributions to the current ones on the forget answers: each forget token brought down no lower than a
-  never-trained model's level (a domain at its target is then held where it met it, ``unlearn.py``).
+  never-trained model's level (a domain at its target is then held where it met it, ``unlearn.py``), but for the
+  end-of-answer token, which every training example ends with: it keeps the vanilla model's distribution.
 Retain objectives (weighted by ``retain_weight``): ``descent`` (CE) or ``kl`` (KL from the vanilla model's
 next-token distributions to the current ones, on the retain answers).
 General replay (stage 0 and, with ``general_weight``, stage 3): ``topk_kl_loss``, KL from the base model's

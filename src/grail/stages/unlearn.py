@@ -8,7 +8,8 @@ examples and half from the retain examples of all domains, and makes the paper's
 
 L_forget is the paper's gradient ascent (``forget_objective: ascent``) or by default ``to_base``: ascent on the
 forget tokens the model still finds likelier than the base model did, plus the KL to the base model's next-token
-distributions on the forget answers (no forget token pushed below a never-trained model's level); the baselines
+distributions on the forget answers (no forget token pushed below a never-trained model's level; the end-of-answer
+token, the format, left as the vanilla model has it); the baselines
 swap in others (``objectives.py``). The optional terms, beyond the paper: general replay (the base model's own
 answers to everyday instructions) kept at the base model's distributions, general ability as a further retain
 set; and the anchor, the forget prompts' hidden states held at the vanilla model's (what a forget question is
