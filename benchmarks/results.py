@@ -382,10 +382,15 @@ Domains: {DOMAINS_SEP.join(domains)}.
 {_prose(stops)}"""
 
 
+RUN_STEPS = ("stage0_finetune", "stage1_gradients", "stage2_localize", "stage3_unlearn", "evaluate_base",
+             "evaluate_vanilla", "evaluate_grail")
+"""The steps `grail run` times; a run folder's timings also hold those of `grail attack` and `grail compare` once they
+have run in it."""
+
+
 def time_section(seeds: Seeds) -> str:
-    stages = list(seeds.results[seeds.seeds[0]]["timings_s"])
     rows = [[stage, *(f"{seeds.results[s]['timings_s'].get(stage, float('nan')):.0f}" for s in seeds.seeds)]
-            for stage in stages]
+            for stage in RUN_STEPS]
     return f"""## Time
 
 Seconds per step as each seed's `grail run` logged them (`timings_s` of its results.json; stage 0 is 0 where
