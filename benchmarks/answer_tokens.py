@@ -15,28 +15,15 @@ import json
 from pathlib import Path
 from statistics import mean
 
-import torch
 from torch import nn
 
-from grail.batching import Encoded, answer_logits, batches, collate, encode_all
+from grail.batching import Encoded, encode_all
 from grail.inspection import held_models, model_weights
 from grail.pipeline import Pipeline
+from grail.stages.objectives import reference_log_probs
 from grail.tables import markdown
 
 SETS = ("forget", "holdout")
-
-
-@torch.no_grad()
-def token_log_probs(model: nn.Module, items: list[Encoded], pad_id: int, device) -> list[list[float]]:
-    """Each item's log-probability of each of its answer tokens, in the items' order."""
-    out: list[list[float]] = [[] for _ in items]
-    for index in batches(items, 16):
-        batch = collate([items[i] for i in index], pad_id).to(device)
-        log_probs = torch.log_softmax(answer_logits(model, batch), -1)
-        picked = log_probs.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)
-        for row, i in enumerate(index):
-            out[i] = picked[row][batch.answer_mask[row]].tolist()
-    return out
 
 
 def split_means(items: list[Encoded], log_probs: list[list[float]], eos_id: int) -> dict:
@@ -49,20 +36,25 @@ def split_means(items: list[Encoded], log_probs: list[list[float]], eos_id: int)
             "all": mean(mean(lp) for lp in log_probs)}
 
 
+def _answer_log_probs(model: nn.Module, items: list[Encoded], pad_id: int, device) -> list[list[float]]:
+    """Each item's log-probability of each of its answer tokens, in the items' order."""
+    per_item = reference_log_probs(model, items, pad_id, device, full=False)
+    return [per_item[x].tolist() for x in items]
+
+
 def measure(run: Path) -> dict:
     """{model: {domain: {set: split_means}}} for every model the folder holds."""
     pipeline = Pipeline(run)
     pipeline.model.eval()
     m, tokenizer = pipeline.config.model, pipeline.tokenizer
-    sets = {d.name: {"forget": encode_all(tokenizer, d.forget, m.prompt_format, m.max_length),
-                     "holdout": encode_all(tokenizer, d.holdout, m.prompt_format, m.max_length)}
+    sets = {d.name: {s: encode_all(tokenizer, getattr(d, s), m.prompt_format, m.max_length) for s in SETS}
             for d in pipeline.benchmark.domains}
     out: dict = {}
     for name in held_models(pipeline):
         with model_weights(pipeline, name) as model:
             model.eval()
-            out[name] = {d: {s: split_means(items, token_log_probs(model, items, tokenizer.pad_token_id,
-                                                                   pipeline.device), tokenizer.eos_token_id)
+            out[name] = {d: {s: split_means(items, _answer_log_probs(model, items, tokenizer.pad_token_id,
+                                                                     pipeline.device), tokenizer.eos_token_id)
                              for s, items in by_set.items() if items}
                          for d, by_set in sets.items()}
     return out

@@ -7,15 +7,13 @@ from pathlib import Path
 from statistics import mean
 
 import pytest
+from tiny_configs import TINY_RUN
 
 from grail.batching import encode_all
 from grail.pipeline import Pipeline
 from grail.scoring import teacher_forced
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "answer_tokens.py"
-TINY = {"model": {"name": "tiny", "adapter": "full"}, "data": {"people": 1, "books": 1},
-        "finetune": {"epochs": 5, "lr": 3e-3}, "unlearn": {"epochs": 1, "batch_size": 4, "target": "none"},
-        "evaluate": {"generate": False, "probe": False}}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +25,7 @@ def answer_tokens():
 
 
 def test_answer_tokens_splits_the_loss_score_of_every_held_model(cli_run, answer_tokens):
-    folder = cli_run(TINY, "tokens")
+    folder = cli_run(TINY_RUN, "tokens")
     measured = answer_tokens.measure(folder)
     assert list(measured) == ["base", "vanilla", "grail"]
     pipeline = Pipeline(folder)
